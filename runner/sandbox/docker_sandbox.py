@@ -1,0 +1,598 @@
+"""The Docker implementation of the sandbox.
+
+Overlay mode (local engine): a tmpfs volume, capped at SANDBOX_DISK, holds the overlay's upper and work
+directories plus a symlink to the repo; a second volume is the overlay itself (lowerdir = the real tree, read by
+the daemon). The sandbox sees the tree exactly as the user has it and writes only to memory; the host tree is never
+written. Start cost does not depend on the repo size, and the diff only looks at what the upper layer holds.
+
+Copy mode (remote/rootless engines, Docker Desktop, root-owned repos): the tree is tarred into a tmpfs volume, and
+a second, root-owned copy is kept as the baseline for the diff.
+
+In both modes a tiny "keeper" container holds the tmpfs volume mounted, so the sandbox container can be restarted
+(the last resort after a runaway command) without losing the work. Every object carries the `smol.sandbox` label;
+`smol gc` finds what a killed process left behind by that label.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import select
+import socket
+import stat
+import struct
+import tarfile
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from runner.errors import ImageError, SandboxError, UsageError
+from runner.sandbox import labels
+from runner.sandbox.base import (
+    ExecResult,
+    OutputCallback,
+    Sandbox,
+    SandboxInfo,
+    SandboxMode,
+    normalize_path,
+)
+from runner.sandbox.engine import EngineFacts, connect
+from runner.sandbox.output import HeadTailBuffer
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+    from docker.models.containers import Container
+
+    from runner.config import Settings
+
+log = logging.getLogger(__name__)
+
+WORKSPACE = "/workspace"
+BASE = "/sandbox/base"
+SCRATCH = "/sandbox/scratch"
+HOME = "/home/sandbox"
+HELPERS = "/opt/smol/bin"
+HOST_GRACE_S = 10.0
+"""How long past its own deadline a command may take before the host steps in."""
+
+_BASE_ENV = {
+    "PATH": f"{HELPERS}:/usr/local/bin:/usr/bin:/bin",
+    "HOME": HOME,
+    "USER": "sandbox",
+    "LANG": "C.UTF-8",
+    "TERM": "dumb",
+    "GIT_OPTIONAL_LOCKS": "0",
+    "GIT_CONFIG_COUNT": "1",
+    "GIT_CONFIG_KEY_0": "safe.directory",
+    "GIT_CONFIG_VALUE_0": "*",
+    "GIT_PAGER": "cat",
+    "PAGER": "cat",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTEST_ADDOPTS": "-p no:cacheprovider",
+}
+
+
+@dataclass
+class RawResult:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    duration_s: float
+    timed_out: bool
+    truncated: bool
+    stdout_bytes: int
+    stderr_bytes: int
+    notes: list[str]
+
+
+class _FallBack(Exception):
+    """Overlay mode cannot work here; copy mode should be used instead, for the reason given."""
+
+
+class DockerSandbox(Sandbox):
+    def __init__(
+        self,
+        repo: Path | str,
+        settings: Settings,
+        *,
+        client: DockerClient | None = None,
+        image: str | None = None,
+        progress: Any = None,
+    ) -> None:
+        self.repo = Path(repo)
+        self.settings = settings
+        self._client = client
+        self._image = image
+        self._progress = progress or (lambda message: log.info("%s", message))
+        self.session = uuid.uuid4().hex[:12]
+        self._labels = labels.for_session(self.session)
+        self._containers: list[Container] = []
+        self._volumes: list[str] = []
+        self._box: Container | None = None
+        self._info: SandboxInfo | None = None
+        self._lock = threading.RLock()
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def client(self) -> DockerClient:
+        if self._client is None:
+            self._client = connect()
+        return self._client
+
+    @property
+    def info(self) -> SandboxInfo:
+        if self._info is None:
+            raise SandboxError("the sandbox is not started")
+        return self._info
+
+    def start(self) -> None:
+        with self._lock:
+            if self._info is not None:
+                return
+            if self._closed:
+                raise SandboxError("this sandbox was closed; create a new one")
+            repo = check_repo(self.repo)
+            image = self._ensure_image()
+            uid, gid, identity_note = self._identity(repo)
+            obstacle = self._overlay_obstacle(repo, uid)
+            if obstacle is None:
+                try:
+                    self._start_overlay(repo, image, uid, gid)
+                    self._info = SandboxInfo(SandboxMode.OVERLAY, "the real tree, read-only, with a writable overlay",
+                                             image, self._box_id(), uid, gid)
+                    return
+                except _FallBack as reason:
+                    if self.settings.sandbox_mode == "overlay":
+                        raise SandboxError(f"overlay mode is not possible: {reason}; set SANDBOX_MODE=auto") from None
+                    self._remove_all()
+                    obstacle = str(reason)
+            self._start_copy(repo, image, uid, gid)
+            reason = obstacle + (f"; {identity_note}" if identity_note else "")
+            self._info = SandboxInfo(SandboxMode.COPY, reason, image, self._box_id(), uid, gid)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._remove_all()
+            self._box = None
+
+    def _box_id(self) -> str:
+        assert self._box is not None
+        return self._box.id
+
+    def _remove_all(self) -> None:
+        import docker.errors
+
+        for container in reversed(self._containers):
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as error:
+                log.warning("could not remove container %s: %s", container.short_id, error)
+        self._containers.clear()
+        for name in reversed(self._volumes):
+            for attempt in range(5):
+                try:
+                    self.client.volumes.get(name).remove(force=True)
+                    break
+                except docker.errors.NotFound:
+                    break
+                except docker.errors.APIError as error:
+                    if attempt == 4:
+                        log.warning("could not remove volume %s: %s (run `smol gc`)", name, error)
+                    time.sleep(0.1 * (attempt + 1))
+        self._volumes.clear()
+
+    # ------------------------------------------------------------------ start helpers
+    def _ensure_image(self) -> str:
+        from runner.sandbox.image import build_image, image_exists, resolve_image
+
+        tag = self._image or resolve_image(self.settings)
+        if image_exists(self.client, tag):
+            return tag
+        if self.settings.sandbox_image or self._image:
+            raise ImageError(f"the sandbox image {tag} is not present: pull or build it, or unset SANDBOX_IMAGE")
+        if not self.settings.sandbox_auto_build:
+            raise ImageError(f"the sandbox image {tag} is not built: run `smol image build`")
+        self._progress(f"the sandbox image {tag} is missing; building it now")
+        return build_image(self.client, self.settings, self._progress)
+
+    def _identity(self, repo: Path) -> tuple[int, int, str]:
+        """The uid:gid commands run as: the host user, or, when that is root, the repo's owner; never root."""
+        owner = repo.stat()
+        if os.geteuid() != 0:
+            return os.geteuid(), os.getegid(), ""
+        if owner.st_uid != 0:
+            return owner.st_uid, owner.st_gid, ""
+        uid = self.settings.sandbox_uid
+        return uid, uid, f"the repo is owned by root and the sandbox never runs as root (uid {uid})"
+
+    def _overlay_obstacle(self, repo: Path, uid: int) -> str | None:
+        if self.settings.sandbox_mode == "copy":
+            return "SANDBOX_MODE=copy"
+        obstacle = EngineFacts(self.client).overlay_obstacle()
+        if obstacle is None and repo.stat().st_uid != uid:
+            obstacle = f"the repo is owned by uid {repo.stat().st_uid}, not by the sandbox user {uid}"
+        if obstacle and self.settings.sandbox_mode == "overlay":
+            raise SandboxError(f"overlay mode is not possible: {obstacle}; set SANDBOX_MODE=auto")
+        return obstacle
+
+    def _hardening(self, uid: int, gid: int) -> dict[str, Any]:
+        settings = self.settings
+        tmp = settings.sandbox_tmp_size
+        return {
+            "detach": True,
+            "init": True,
+            "user": f"{keeper_uid(uid)}:{keeper_uid(uid)}",
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "read_only": True,
+            "network_mode": "bridge" if settings.sandbox_network else "none",
+            "pids_limit": settings.sandbox_pids,
+            "mem_limit": settings.sandbox_memory,
+            "memswap_limit": settings.sandbox_memory,
+            "nano_cpus": int(settings.sandbox_cpus * 1e9),
+            "tmpfs": {
+                "/tmp": f"rw,nosuid,nodev,size={tmp},mode=1777",
+                HOME: f"rw,nosuid,nodev,size={tmp},uid={uid},gid={gid},mode=0700",
+            },
+            "hostname": "sandbox",
+            "working_dir": WORKSPACE,
+            "environment": {},
+        }
+
+    def _volume(self, role: str, driver_opts: dict[str, str] | None = None) -> str:
+        name = f"smol-{self.session}-{role}"
+        self.client.volumes.create(name, driver="local", driver_opts=driver_opts or {},
+                                   labels=labels.with_role(self._labels, role))
+        self._volumes.append(name)
+        return name
+
+    def _tmpfs_volume(self, role: str, uid: int, gid: int, mode: int) -> str:
+        options = f"size={self.settings.sandbox_disk},uid={uid},gid={gid},mode={mode & 0o7777:o}"
+        return self._volume(role, {"type": "tmpfs", "device": "tmpfs", "o": options})
+
+    def _run(self, image: str, role: str, mounts: list[Any], **options: Any) -> Container:
+        import docker.errors
+
+        try:
+            container = self.client.containers.create(
+                image, ["sleep", "infinity"], name=f"smol-{self.session}-{role}",
+                labels=labels.with_role(self._labels, role), mounts=mounts, **options,
+            )
+        except docker.errors.APIError as error:
+            raise SandboxError(f"creating the sandbox failed: {error.explanation or error}") from None
+        self._containers.append(container)
+        try:
+            container.start()
+        except docker.errors.APIError as error:
+            text = str(error.explanation or error)
+            if role == "box" and ("mount" in text or "overlay" in text or "no such file" in text.lower()):
+                raise _FallBack(f"the engine could not mount the overlay ({text.splitlines()[0][:160]})") from None
+            raise SandboxError(f"starting the sandbox failed: {text}") from None
+        return container
+
+    def _keeper(self, image: str, uid: int, gid: int, volume: str) -> Container:
+        from docker.types import Mount
+
+        options = self._hardening(uid, gid)
+        options.update(mem_limit=64 * 1024**2, memswap_limit=64 * 1024**2, pids_limit=16,
+                       nano_cpus=100_000_000, network_mode="none", tmpfs={})
+        return self._run(image, "keeper", [Mount("/keep", volume, type="volume")], **options)
+
+    def _start_overlay(self, repo: Path, image: str, uid: int, gid: int) -> None:
+        from docker.types import Mount
+
+        root = repo.stat()
+        scratch = self._tmpfs_volume("scratch", uid, gid, 0o700)
+        keeper = self._keeper(image, uid, gid, scratch)
+        layout = io.BytesIO()
+        with tarfile.open(fileobj=layout, mode="w") as archive:
+            for name, mode in (("upper", root.st_mode), ("work", 0o700)):
+                entry = tarfile.TarInfo(name)
+                entry.type, entry.mode, entry.uid, entry.gid = tarfile.DIRTYPE, mode & 0o7777, uid, gid
+                entry.mtime = int(root.st_mtime)
+                archive.addfile(entry)
+            # A symlink keeps commas, colons and spaces of the repo path out of the mount options.
+            link = tarfile.TarInfo("lower")
+            link.type, link.linkname = tarfile.SYMTYPE, str(repo)
+            archive.addfile(link)
+        if not keeper.put_archive("/keep", layout.getvalue()):
+            raise SandboxError("preparing the overlay failed")
+        mountpoint = self.client.api.inspect_volume(scratch)["Mountpoint"]
+        overlay = self._volume("overlay", {
+            "type": "overlay", "device": "overlay",
+            "o": f"lowerdir={mountpoint}/lower,upperdir={mountpoint}/upper,workdir={mountpoint}/work",
+        })
+        mounts = [
+            Mount(WORKSPACE, overlay, type="volume"),
+            Mount(SCRATCH, scratch, type="volume", read_only=True),
+            Mount(BASE, str(repo), type="bind", read_only=True),
+        ]
+        self._box = self._run(image, "box", mounts, **self._hardening(uid, gid))
+        # The daemon must see the same tree we do (it may run elsewhere, e.g. in a VM).
+        seen = self._exec_raw(["ls", "-A1", WORKSPACE], timeout=30, user=f"{uid}:{gid}", output_limit=1 << 20)
+        expected = sorted(name for name in os.listdir(repo))
+        if seen.exit_code != 0 or sorted(seen.stdout.decode(errors="surrogateescape").splitlines()) != [
+            name for name in expected
+        ]:
+            raise _FallBack("the engine sees a different tree at the repo path")
+
+    def _start_copy(self, repo: Path, image: str, uid: int, gid: int) -> None:
+        from docker.types import Mount
+
+        self._progress(f"copying {repo} into the sandbox")
+        workspace = self._tmpfs_volume("workspace", uid, gid, repo.stat().st_mode)
+        self._keeper(image, uid, gid, workspace)
+        base = self._volume("base")
+        mounts = [Mount(WORKSPACE, workspace, type="volume"), Mount(BASE, base, type="volume")]
+        self._box = self._run(image, "box", mounts, **self._hardening(uid, gid))
+        with tempfile.TemporaryFile() as working, tempfile.TemporaryFile() as baseline:
+            size = write_tree_archives(repo, working, baseline, uid, gid)
+            if size > self.settings.sandbox_disk:
+                raise SandboxError(
+                    f"the repo holds {size >> 20} MiB, more than SANDBOX_DISK allows in copy mode: raise SANDBOX_DISK"
+                )
+            for archive, target in ((working, WORKSPACE), (baseline, BASE)):
+                archive.seek(0)
+                if not self._box.put_archive(target, archive):
+                    raise SandboxError(f"copying the repo into {target} failed")
+
+    # ------------------------------------------------------------------ running commands
+    def _exec_env(self, extra: dict[str, str] | None) -> dict[str, str]:
+        env = dict(_BASE_ENV)
+        for name in self.settings.env_allowlist:
+            if name in os.environ:
+                env[name] = os.environ[name]
+        env.update(extra or {})
+        return env
+
+    def exec(
+        self,
+        command: Sequence[str] | str,
+        *,
+        timeout: float | None = None,
+        workdir: str = ".",
+        env: dict[str, str] | None = None,
+        stdin: bytes | None = None,
+        on_output: OutputCallback | None = None,
+        output_limit: int | None = None,
+    ) -> ExecResult:
+        argv = ["bash", "-c", command] if isinstance(command, str) else list(command)
+        if not argv:
+            raise UsageError("no command given")
+        deadline = float(timeout or self.settings.sandbox_command_timeout)
+        wrapped = [f"{HELPERS}/smol-exec", f"{deadline:g}", *argv]
+        raw = self._exec_raw(
+            wrapped, timeout=deadline, workdir=workdir, env=self._exec_env(env), stdin=stdin,
+            on_output=on_output, output_limit=output_limit or self.settings.sandbox_output_limit,
+        )
+        timed_out = raw.timed_out or (raw.exit_code in (124, 137) and raw.duration_s >= deadline - 0.05)
+        notes = list(raw.notes)
+        if timed_out:
+            notes.append(f"timed out after {deadline:g}s; everything the command started was stopped")
+        elif raw.exit_code == 137:
+            notes.append("killed (SIGKILL): most likely the sandbox memory limit (SANDBOX_MEMORY)")
+        return ExecResult(
+            exit_code=raw.exit_code,
+            stdout=raw.stdout.decode("utf-8", errors="replace"),
+            stderr=raw.stderr.decode("utf-8", errors="replace"),
+            duration_s=raw.duration_s,
+            timed_out=timed_out,
+            truncated=raw.truncated,
+            stdout_bytes=raw.stdout_bytes,
+            stderr_bytes=raw.stderr_bytes,
+            notes=notes,
+        )
+
+    def _exec_raw(
+        self,
+        argv: list[str],
+        *,
+        timeout: float,
+        workdir: str = ".",
+        env: dict[str, str] | None = None,
+        stdin: bytes | None = None,
+        on_output: OutputCallback | None = None,
+        output_limit: int,
+        user: str | None = None,
+    ) -> RawResult:
+        import docker.errors
+
+        if self._box is None:
+            raise SandboxError("the sandbox is not started")
+        directory = normalize_path(workdir)
+        cwd = WORKSPACE if directory == "." else f"{WORKSPACE}/{directory}"
+        identity = user or f"{self.info.uid}:{self.info.gid}"
+        with self._lock:
+            started = time.monotonic()
+            try:
+                exec_id = self.client.api.exec_create(
+                    self._box.id, argv, stdout=True, stderr=True, stdin=stdin is not None, tty=False,
+                    user=identity, environment=env or self._exec_env(None), workdir=cwd,
+                )["Id"]
+                sock = self.client.api.exec_start(exec_id, socket=True)
+            except docker.errors.APIError as error:
+                raise SandboxError(f"running a command in the sandbox failed: {error.explanation or error}") from None
+            raw_socket: socket.socket = getattr(sock, "_sock", sock)
+            buffers = {1: HeadTailBuffer(output_limit), 2: HeadTailBuffer(output_limit)}
+            host_deadline = started + timeout + HOST_GRACE_S
+            notes: list[str] = []
+            timed_out = False
+            try:
+                if stdin is not None:
+                    raw_socket.sendall(stdin)
+                    raw_socket.shutdown(socket.SHUT_WR)
+                for stream, chunk in _frames(raw_socket, host_deadline):
+                    buffers[stream if stream in buffers else 1].write(chunk)
+                    if on_output is not None:
+                        on_output("stderr" if stream == 2 else "stdout", chunk)
+            except TimeoutError:
+                timed_out = True
+                notes.append("the host stopped a command that outlived its deadline")
+                self._reap()
+            finally:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+            exit_code = self._exit_code(exec_id, timed_out)
+            duration = time.monotonic() - started
+        return RawResult(
+            exit_code=exit_code,
+            stdout=buffers[1].getvalue(),
+            stderr=buffers[2].getvalue(),
+            duration_s=duration,
+            timed_out=timed_out,
+            truncated=buffers[1].truncated or buffers[2].truncated,
+            stdout_bytes=buffers[1].total,
+            stderr_bytes=buffers[2].total,
+            notes=notes,
+        )
+
+    def _exit_code(self, exec_id: str, timed_out: bool) -> int:
+        for _ in range(100):
+            state = self.client.api.exec_inspect(exec_id)
+            if not state.get("Running") and state.get("ExitCode") is not None:
+                return int(state["ExitCode"])
+            time.sleep(0.02)
+        return 124 if timed_out else -1
+
+    def _reap(self) -> None:
+        """End every process of the sandbox user; restart the container if even that cannot run."""
+        import docker.errors
+
+        assert self._box is not None
+        try:
+            result = self._box.exec_run(["kill", "-KILL", "-1"], user=f"{self.info.uid}:{self.info.gid}")
+            if result.exit_code in (0, 1):
+                return
+        except docker.errors.APIError:
+            pass
+        log.warning("restarting the sandbox container to stop a runaway command")
+        self._box.restart(timeout=1)
+
+    # ------------------------------------------------------------------ files
+    def read(self, path: str, *, max_bytes: int | None = None) -> bytes:
+        target = normalize_path(path)
+        limit = max_bytes or self.settings.sandbox_max_diff_bytes
+        result = self._exec_raw(["cat", "--", target], timeout=60, env=self._exec_env(None), output_limit=limit)
+        if result.exit_code != 0:
+            message = result.stderr.decode(errors="replace").strip().removeprefix("cat: ")
+            raise SandboxError(f"cannot read {target}: {message}")
+        if result.truncated:
+            raise SandboxError(f"{target} is larger than {limit} bytes; read a line range instead")
+        return result.stdout
+
+    def write(self, path: str, data: bytes, *, executable: bool | None = None) -> None:
+        target = normalize_path(path)
+        if target == ".":
+            raise SandboxError("cannot write to the repository root; name a file")
+        script = 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1"'
+        if executable is not None:
+            script += ' && chmod ' + ('+x' if executable else '-x') + ' -- "$1"'
+        result = self._exec_raw(["bash", "-c", script, "write", target], timeout=60, stdin=data,
+                                env=self._exec_env(None), output_limit=64 * 1024)
+        if result.exit_code != 0:
+            raise SandboxError(f"cannot write {target}: {result.stderr.decode(errors='replace').strip()}")
+
+    def list_files(self, pattern: str = "*", *, limit: int | None = None) -> list[str]:
+        argv = ["rg", "--files", "--hidden", "--sort", "path", "--glob", "!.git", "--glob", pattern or "*"]
+        result = self._exec_raw(argv, timeout=120, env=self._exec_env(None), output_limit=64 * 1024**2)
+        if result.exit_code not in (0, 1):
+            raise SandboxError(f"listing files failed: {result.stderr.decode(errors='replace').strip()}")
+        names = result.stdout.decode("utf-8", errors="replace").splitlines()
+        return names[:limit] if limit is not None else names
+
+    def diff(self) -> bytes:
+        argv = [f"{HELPERS}/smol-diff", BASE, WORKSPACE]
+        if self.info.mode is SandboxMode.OVERLAY:
+            argv.append(f"{SCRATCH}/upper")
+        limit = self.settings.sandbox_max_diff_bytes
+        result = self._exec_raw(argv, timeout=600, env=self._exec_env(None), output_limit=limit + 1)
+        if result.exit_code != 0:
+            raise SandboxError(f"computing the diff failed: {result.stderr.decode(errors='replace').strip()}")
+        if result.truncated:
+            raise SandboxError(f"the change is larger than SANDBOX_MAX_DIFF_BYTES ({limit} bytes); raise it to see it")
+        return result.stdout
+
+
+def keeper_uid(uid: int) -> int:
+    """The uid the containers' own processes run as: never the sandbox user, so its `kill -1` cannot reach them."""
+    return 65534 if uid != 65534 else 65533
+
+
+def check_repo(repo: Path) -> Path:
+    """The repo path, resolved, or a UsageError that says what to pass instead."""
+    if not repo.exists():
+        raise UsageError(f"repo path {str(repo)!r} does not exist: pass --repo with an existing directory")
+    if not repo.is_dir():
+        raise UsageError(f"repo path {str(repo)!r} is a file, not a directory: pass the repository's directory")
+    resolved = repo.resolve()
+    if not os.access(resolved, os.R_OK | os.X_OK):
+        raise UsageError(f"repo path {str(resolved)!r} is not readable: check its permissions")
+    return resolved
+
+
+def _frames(raw: socket.socket, deadline: float) -> Iterator[tuple[int, bytes]]:
+    """Docker's multiplexed stream: 8-byte headers (stream, 0, 0, 0, size) followed by the payload."""
+    pending = bytearray()
+    while True:
+        while len(pending) >= 8:
+            stream, size = struct.unpack(">BxxxL", pending[:8])
+            if len(pending) < 8 + size:
+                break
+            payload = bytes(pending[8:8 + size])
+            del pending[:8 + size]
+            yield stream, payload
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        ready, _, _ = select.select([raw], [], [], min(remaining, 1.0))
+        if not ready:
+            continue
+        chunk = raw.recv(1 << 16)
+        if not chunk:
+            return
+        pending += chunk
+
+
+def write_tree_archives(repo: Path, working: BinaryIO, baseline: BinaryIO, uid: int, gid: int) -> int:
+    """Tar the tree twice: owned by the sandbox user (its workspace), and root-owned but readable (the baseline).
+
+    Returns the bytes of file content. FIFOs, sockets and devices are skipped: they cannot be copied meaningfully.
+    """
+    total = 0
+    with tarfile.open(fileobj=working, mode="w", format=tarfile.PAX_FORMAT) as work_tar, \
+            tarfile.open(fileobj=baseline, mode="w", format=tarfile.PAX_FORMAT) as base_tar:
+        for dirpath, dirnames, filenames in os.walk(repo):
+            dirnames.sort()
+            for name in [*dirnames, *sorted(filenames)]:
+                full = os.path.join(dirpath, name)
+                arcname = os.path.relpath(full, repo)
+                st = os.lstat(full)
+                if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+                    continue
+                info = work_tar.gettarinfo(full, arcname)
+                info.uid, info.gid, info.uname, info.gname = uid, gid, "", ""
+                content = open(full, "rb") if info.isreg() else None
+                try:
+                    work_tar.addfile(info, content)
+                    if content is not None:
+                        content.seek(0)
+                        total += info.size
+                    info.uid, info.gid = 0, 0
+                    info.mode |= 0o555 if info.isdir() else 0o444
+                    base_tar.addfile(info, content)
+                finally:
+                    if content is not None:
+                        content.close()
+    return total
