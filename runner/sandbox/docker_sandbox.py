@@ -286,7 +286,7 @@ class DockerSandbox(Sandbox):
         options = self._hardening(uid, gid)
         options.update(mem_limit=64 * 1024**2, memswap_limit=64 * 1024**2, pids_limit=16,
                        nano_cpus=100_000_000, network_mode="none", tmpfs={})
-        return self._run(image, "keeper", [Mount("/keep", volume, type="volume")], **options)
+        return self._run(image, "keeper", [Mount("/keep", volume, type="volume", no_copy=True)], **options)
 
     def _start_overlay(self, repo: Path, image: str, uid: int, gid: int) -> None:
         from docker.types import Mount
@@ -313,8 +313,8 @@ class DockerSandbox(Sandbox):
             "o": f"lowerdir={mountpoint}/lower,upperdir={mountpoint}/upper,workdir={mountpoint}/work",
         })
         mounts = [
-            Mount(WORKSPACE, overlay, type="volume"),
-            Mount(SCRATCH, scratch, type="volume", read_only=True),
+            Mount(WORKSPACE, overlay, type="volume", no_copy=True),
+            Mount(SCRATCH, scratch, type="volume", read_only=True, no_copy=True),
             Mount(BASE, str(repo), type="bind", read_only=True),
         ]
         self._box = self._run(image, "box", mounts, **self._hardening(uid, gid))
@@ -333,7 +333,8 @@ class DockerSandbox(Sandbox):
         workspace = self._tmpfs_volume("workspace", uid, gid, repo.stat().st_mode)
         self._keeper(image, uid, gid, workspace)
         base = self._volume("base")
-        mounts = [Mount(WORKSPACE, workspace, type="volume"), Mount(BASE, base, type="volume")]
+        mounts = [Mount(WORKSPACE, workspace, type="volume", no_copy=True),
+                  Mount(BASE, base, type="volume", no_copy=True)]
         self._box = self._run(image, "box", mounts, **self._hardening(uid, gid))
         with tempfile.TemporaryFile() as working, tempfile.TemporaryFile() as baseline:
             size = write_tree_archives(repo, working, baseline, uid, gid)
