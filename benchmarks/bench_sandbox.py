@@ -175,6 +175,11 @@ class Bench:
         self.client: DockerClient = connect()
         self.image = resolve_image(settings)
         self.client.images.get(self.image)  # fails early, and never pulls, when the image is missing
+        self.foreign_peak = 0
+        """Most sandbox containers of other processes seen before a measurement (concurrent load)."""
+
+    def note_foreign(self) -> None:
+        self.foreign_peak = max(self.foreign_peak, foreign_sandboxes(self.client))
 
     # sandboxes -----------------------------------------------------------------------------
     def new_sandbox(self, repo: Path, *, client: DockerClient | None = None) -> DockerSandbox:
@@ -192,6 +197,7 @@ class Bench:
 
     def time_sandbox_ready(self, repo: Path) -> tuple[float, float]:
         """(ready, removal) of one sandbox, constructed and started exactly as a caller would."""
+        self.note_foreign()
         sandbox: DockerSandbox | None = None
         try:
             def start() -> None:
@@ -211,6 +217,7 @@ class Bench:
     # bare containers -----------------------------------------------------------------------
     def time_bare_ready(self) -> tuple[float, float]:
         """(ready, removal) of a bare `sleep infinity` container of the same image, ready = run + one exec."""
+        self.note_foreign()
         container: Container | None = None
         try:
             def start() -> None:
@@ -371,6 +378,10 @@ TRACED_API = (
 )
 
 
+SPLIT_API = {"create_container": ("keeper", "box"), "start": ("keeper", "box")}
+"""Calls made once per container, keeper first then box (overlay mode): reported one row per container."""
+
+
 def traced_client(totals: dict[str, list[float]]) -> DockerClient:
     """A fresh client whose low-level API calls add their wall time to `totals`."""
     client = connect()
@@ -381,7 +392,12 @@ def traced_client(totals: dict[str, list[float]]) -> DockerClient:
             try:
                 return method(*args, **kwargs)
             finally:
-                totals[name].append(time.perf_counter() - started)
+                key = name
+                if name in SPLIT_API:
+                    roles = SPLIT_API[name]
+                    done = sum(len(totals.get(f"{name} ({role})", [])) for role in roles)
+                    key = f"{name} ({roles[min(done, len(roles) - 1)]})"
+                totals[key].append(time.perf_counter() - started)
         return call
 
     for name in TRACED_API:
@@ -407,7 +423,7 @@ def start_breakdown(bench: Bench, repo: Path, runs: int) -> list[tuple[str, floa
         row = {name: sum(times) for name, times in totals.items() if name not in ("remove_container", "remove_volume")}
         counts = {name: len(times) for name, times in totals.items()}
         row["connect() (new client + ping)"] = connect_s
-        row["Python, tar, stream reads (rest of start())"] = start_s - sum(
+        row["rest: the in-box `ls` check running, tar, Python"] = start_s - sum(
             value for name, value in row.items() if not name.startswith("connect")
         )
         row["total"] = connect_s + start_s
@@ -428,6 +444,7 @@ def machine(bench: Bench) -> dict[str, str]:
         "CPUs (nproc)": str(len(os.sched_getaffinity(0))),
         "Memory": f"{mem_kib / 1024**2:.1f} GiB",
         "Kernel": platform.release(),
+        "Load average at the end (1/5/15 min)": " / ".join(f"{load:.2f}" for load in os.getloadavg()),
         "Docker server": version.get("Version", "?"),
         "Storage driver": info.get("Driver", "?"),
         "Backing filesystem": dict(info.get("DriverStatus") or []).get("Backing Filesystem", "?"),
@@ -437,6 +454,13 @@ def machine(bench: Bench) -> dict[str, str]:
         "Sandbox limits": f"{bench.settings.sandbox_cpus:g} CPU, {bench.settings.sandbox_memory >> 20} MiB memory, "
                           f"{bench.settings.sandbox_disk >> 20} MiB disk",
     }
+
+
+def foreign_sandboxes(client: DockerClient) -> int:
+    """Sandbox containers of other processes: a sign that the measurements shared the machine."""
+    mine = labels.owner_label()
+    containers = client.containers.list(all=True, filters={"label": labels.SESSION})
+    return sum((c.labels or {}).get(labels.OWNER) != mine for c in containers)
 
 
 def leftovers(client: DockerClient) -> dict[str, tuple[int, int]]:
@@ -474,9 +498,10 @@ def breakdown_table(rows: list[tuple[str, float, int]]) -> str:
     total = next(value for name, value, _ in rows if name == "total")
     lines = ["| Part of ready time | calls | median | share |", "|---|---:|---:|---:|"]
     for name, value, count in rows:
-        label = f"`{name}`" if name in TRACED_API else name
+        api = name.split(" ")[0] in TRACED_API
+        label = f"`{name.split(' ')[0]}` {' '.join(name.split(' ')[1:])}".strip() if api else name
         share = f"{value / total * 100:.0f} %" if total else "—"
-        lines.append(f"| {label} | {count if name in TRACED_API else ''} | {ms(value)} | {share} |")
+        lines.append(f"| {label} | {count if api else ''} | {ms(value)} | {share} |")
     return "\n".join(lines)
 
 
@@ -499,6 +524,7 @@ def render(
     unwrapped: Sample,
     breakdown: list[tuple[str, float, int]],
     clean: dict[str, tuple[int, int]],
+    foreign_peak: int,
 ) -> str:
     ready, removal, exec_cmp, scaling, diff = comparisons
     machine_lines = "\n".join(f"| {key} | {value} |" for key, value in facts.items())
@@ -538,13 +564,15 @@ Docker API call timed on the client (removal calls excluded). "calls" is the num
 
 Cleanup check after the run (`docker ps -a --filter label=smol.sandbox`, `docker volume ls --filter
 label=smol.sandbox`, and the bare containers labelled `{BENCH_LABEL}`): {clean_text}.
+Sandbox containers of other processes seen during the run (concurrent load that skews the numbers): at most
+{foreign_peak}.
 """
 
 
 # ---------------------------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--reps", type=int, default=7, help="repetitions per measurement (default 7)")
+    parser.add_argument("--reps", type=int, default=10, help="repetitions per measurement (default 10)")
     parser.add_argument("--exec-calls", type=int, default=50, help="calls per side in the exec benchmark")
     parser.add_argument("--breakdown-runs", type=int, default=3, help="instrumented start() runs for the breakdown")
     parser.add_argument("--ready-files", type=int, default=10_000, help="files in the repo of benchmarks 1 and 2")
@@ -584,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.remove_bare_leftovers()
     clean = leftovers(bench.client)
     comparisons = [ready, removal, exec_cmp, scaling, diff]
-    report = render(args, machine(bench), comparisons, unwrapped, breakdown, clean)
+    report = render(args, machine(bench), comparisons, unwrapped, breakdown, clean, bench.foreign_peak)
     args.output.write_text(report)
     print()
     print(results_table(comparisons))
@@ -595,8 +623,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"report written to {args.output}")
     ours_left = sum(ours for ours, _ in clean.values())
     others_left = sum(total - ours for ours, total in clean.values())
-    if others_left:
-        print(f"note: {others_left} smol.sandbox object(s) belong to other processes running concurrently")
+    if others_left or bench.foreign_peak:
+        print(f"note: other processes ran sandboxes concurrently (up to {bench.foreign_peak} containers seen; "
+              f"{others_left} object(s) of theirs at the end): the numbers are skewed by their load")
     return 1 if ours_left else 0
 
 

@@ -115,6 +115,115 @@ def _check_writable(path: Path) -> None:
         raise UsageError(f"cannot write {path}: it is a directory; name a file")
 
 
+# ---------------------------------------------------------------------------------------------- run / chat
+REPO_OPTION = click.option("--repo", "repo", type=click.Path(path_type=Path), default=Path("."), show_default=True,
+                           help="Repository to work on (the sandbox sees it read-only, with a writable overlay).")
+
+
+def _interactive(as_json: bool) -> bool:
+    return not as_json and sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def _ask(kind: str, subject: str) -> str:
+    click.echo(f"\nsmol: the agent asks to run a {kind} that needs approval:\n    {subject}", err=True)
+    answer = click.prompt("approve [o]nce, for this [r]un, or [d]eny?", type=click.Choice(["o", "r", "d"]),
+                          default="d", err=True)
+    return {"o": "once", "r": "run", "d": "deny"}[answer]
+
+
+def _start_session(ctx: click.Context, repo: Path, as_json: bool) -> Any:
+    from runner.agent.model import preflight
+    from runner.agent.session import AgentSession
+    from runner.sandbox.docker_sandbox import DockerSandbox, check_repo
+
+    settings = _settings()
+    repo = check_repo(repo)
+    preflight(settings)
+    progress = (lambda message: None) if as_json else _progress
+    sandbox = ctx.with_resource(DockerSandbox(repo, settings, progress=progress))
+    progress(f"sandbox ready ({sandbox.info.mode.value} mode: {sandbox.info.mode_reason}); model {settings.model_id}")
+    return AgentSession(sandbox, settings, asker=_ask if _interactive(as_json) else None, progress=progress)
+
+
+def _finish(session: Any, outcome: Any, patch_out: Path | None, as_json: bool) -> int:
+    patch = session.sandbox.diff()
+    if patch_out is not None:
+        patch_out.write_bytes(patch)
+    summary = session.summary(outcome, patch)
+    summary["patch_out"] = str(patch_out) if patch_out else None
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        from runner.agent.session import diff_stat
+
+        click.echo("")
+        click.echo(f"status: {outcome.status}" + (f" ({outcome.reason})" if outcome.reason else ""))
+        if outcome.answer:
+            click.echo(f"answer: {outcome.answer}")
+        tools = ", ".join(f"{name} x{count}" for name, count in summary["tools_used"].items()) or "none"
+        click.echo(f"steps: {summary['steps']}   tools: {tools}")
+        tests = summary["tests"]
+        click.echo("tests: not run" if tests is None else
+                   f"tests: {'passed' if tests['ok'] else 'FAILED'} ({tests['passed']} passed, {tests['failed']} failed)"
+                   f" with `{tests['command']}`")
+        click.echo("changes (in the sandbox only; your tree is untouched):")
+        click.echo(diff_stat(patch).render())
+        if patch_out is not None:
+            click.echo(f"patch written to {patch_out}")
+    return {"completed": 0, "model_error": 6}.get(outcome.status, 7)
+
+
+@main.command()
+@click.argument("task")
+@REPO_OPTION
+@click.option("--patch-out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the agent's changes to this file as a git patch.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary; never asks for input.")
+@click.pass_context
+def run(ctx: click.Context, task: str, repo: Path, patch_out: Path | None, as_json: bool) -> None:
+    """Run the agent on TASK in a sandbox over the repo; show progress, a summary and the diff.
+
+    Example: smol run "Fix the failing test in tests/test_app.py" --patch-out fix.patch
+    """
+    from runner.errors import UsageError
+
+    if not task.strip():
+        raise UsageError('the task is empty: say what the agent should do, e.g. smol run "Fix the failing test"')
+    if patch_out is not None:
+        _check_writable(patch_out)
+    session = _start_session(ctx, repo, as_json)
+    outcome = session.run(task)
+    ctx.exit(_finish(session, outcome, patch_out, as_json))
+
+
+@main.command()
+@REPO_OPTION
+@click.option("--patch-out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the session's changes to this file as a git patch at the end.")
+@click.pass_context
+def chat(ctx: click.Context, repo: Path, patch_out: Path | None) -> None:
+    """Interactive: several tasks, one after another, in one sandbox session. End with `exit` or Ctrl-D."""
+    if patch_out is not None:
+        _check_writable(patch_out)
+    session = _start_session(ctx, repo, False)
+    outcome = None
+    first = True
+    while True:
+        try:
+            task = click.prompt("task", prompt_suffix="> ", default="", show_default=False, err=True)
+        except (EOFError, click.Abort):
+            break
+        if task.strip() in ("exit", "quit"):
+            break
+        if not task.strip():
+            continue
+        outcome = session.run(task, reset=first)
+        first = False
+        click.echo(f"[{outcome.status}] {outcome.answer or outcome.reason}")
+    if outcome is not None:
+        _finish(session, outcome, patch_out, False)
+
+
 # ---------------------------------------------------------------------------------------------- gc
 @main.command()
 @click.option("--all", "everything", is_flag=True, help="Also remove sandboxes of processes still running.")

@@ -61,10 +61,17 @@ class Settings(BaseSettings):
     """Maximum tokens per model response."""
     model_num_ctx: int = Field(16384, gt=0)
     """Context window passed to Ollama; its own default silently truncates long prompts."""
+    model_timeout: float = Field(600.0, gt=0)
+    """Seconds one model call may take (a 14B model on a CPU is slow); timeouts are retried twice."""
 
     # --- agent -------------------------------------------------------------------------------
     agent_max_steps: int = Field(25, gt=0)
     """Maximum agent steps before the run stops."""
+
+    approval_non_interactive: Literal["deny", "approve"] = "deny"
+    """How approval requests resolve when nobody can be asked (no TTY, --json): never waits for input."""
+    policy_file: str = ""
+    """A TOML file of extra command-policy rules; the strictest matching rule wins."""
 
     # --- tracing -----------------------------------------------------------------------------
     phoenix_enabled: bool = True

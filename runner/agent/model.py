@@ -1,0 +1,97 @@
+"""The model: a preflight that fails in one line before any sandbox starts, and a LiteLLM model that passes the
+context size to Ollama and retries transient failures."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+from typing import TYPE_CHECKING, Any
+
+from runner.errors import SmolError
+
+if TYPE_CHECKING:
+    from smolagents import LiteLLMModel
+
+    from runner.agent.state import RunState
+    from runner.config import Settings
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+log = logging.getLogger(__name__)
+
+RETRIES = 2
+
+
+class ModelUnavailableError(SmolError):
+    """The LLM endpoint cannot be reached, or the model is not there."""
+
+    exit_code = 6
+
+
+def ollama_model_name(model_id: str) -> str | None:
+    provider, _, name = model_id.partition("/")
+    return name if provider in ("ollama", "ollama_chat") and name else None
+
+
+def preflight(settings: Settings, *, timeout: float = 5.0) -> None:
+    """Check that the endpoint answers and has the model; otherwise say exactly what to run."""
+    name = ollama_model_name(settings.model_id)
+    if name is None:
+        return  # other providers: litellm reports their errors on the first call
+    base = settings.model_api_base.rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{base}/api/tags", timeout=timeout) as response:
+            payload = json.loads(response.read() or b"{}")
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        raise ModelUnavailableError(
+            f"cannot reach the model endpoint at {base} ({reason}): start Ollama (`ollama serve`, or "
+            "`docker compose up -d ollama`) or set MODEL_API_BASE"
+        ) from None
+    available = {str(model.get("name", "")) for model in payload.get("models", [])}
+    wanted = {name, f"{name}:latest"} if ":" not in name else {name}
+    if not wanted & available:
+        raise ModelUnavailableError(
+            f"model {name} is not available at {base}: run `ollama pull {name}` "
+            f"(or `docker compose exec ollama ollama pull {name}`), or set MODEL_ID"
+        )
+
+
+def build_model(settings: Settings, state: RunState | None = None) -> LiteLLMModel:
+    from smolagents import LiteLLMModel
+
+    class RetryingModel(LiteLLMModel):
+        """Retries timeouts and connection failures; other errors surface at once."""
+
+        def generate(self, *args: Any, **kwargs: Any) -> Any:
+            import litellm
+
+            transient = (litellm.Timeout, litellm.APIConnectionError, litellm.ServiceUnavailableError,
+                         litellm.InternalServerError, litellm.RateLimitError)
+            for attempt in range(RETRIES + 1):
+                try:
+                    return super().generate(*args, **kwargs)
+                except transient as error:
+                    message = f"model call failed ({type(error).__name__}): {str(error).splitlines()[0][:200]}"
+                    if state is not None:
+                        state.model_errors.append(message)
+                    if attempt == RETRIES:
+                        raise
+                    log.warning("%s; retrying", message)
+                    time.sleep(1.0 * (attempt + 1))
+            raise AssertionError("unreachable")
+
+    extra: dict[str, Any] = {}
+    if ollama_model_name(settings.model_id):
+        extra["num_ctx"] = settings.model_num_ctx
+    return RetryingModel(
+        model_id=settings.model_id,
+        api_base=settings.model_api_base,
+        temperature=settings.model_temperature,
+        max_tokens=settings.model_max_tokens,
+        timeout=settings.model_timeout,
+        **extra,
+    )

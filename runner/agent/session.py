@@ -1,0 +1,202 @@
+"""One agent session over one sandbox: builds the tools and the model, runs tasks, and reports what happened."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner.agent.approval import ApprovalGate, Asker
+from runner.agent.prompt import prompt_templates
+from runner.agent.state import RunState, StepRecord
+from runner.agent.tools import ToolContext, build_tools
+
+if TYPE_CHECKING:
+    from smolagents import Model
+
+    from runner.config import Settings
+    from runner.policy import CommandPolicy
+    from runner.sandbox.base import Sandbox
+
+MODEL_ERRORS_BEFORE_STOP = 5
+"""Consecutive steps whose model output could not be used before the run gives up."""
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class TaskOutcome:
+    status: str
+    """"completed", "stopped" (loop or repeated bad output), "max_steps", or "model_error"."""
+    answer: str
+    reason: str = ""
+    duration_s: float = 0.0
+
+
+@dataclass
+class FileStat:
+    path: str
+    added: int
+    removed: int
+    binary: bool = False
+
+
+@dataclass
+class DiffStat:
+    files: list[FileStat] = field(default_factory=list)
+
+    @property
+    def added(self) -> int:
+        return sum(f.added for f in self.files)
+
+    @property
+    def removed(self) -> int:
+        return sum(f.removed for f in self.files)
+
+    def render(self) -> str:
+        if not self.files:
+            return "no changes"
+        lines = [f"  {f.path}: " + ("binary" if f.binary else f"+{f.added} -{f.removed}") for f in self.files]
+        return "\n".join(lines + [f"  {len(self.files)} file(s), +{self.added} -{self.removed}"])
+
+
+_HEADER = re.compile(r'^diff --git "?a/(.*?)"? "?b/(.*?)"?$')
+
+
+def diff_stat(patch: bytes) -> DiffStat:
+    """Per-file added/removed line counts of a git patch, without running git."""
+    stat = DiffStat()
+    current: FileStat | None = None
+    for raw in patch.decode("utf-8", errors="replace").splitlines():
+        header = _HEADER.match(raw)
+        if header:
+            current = FileStat(header.group(2), 0, 0)
+            stat.files.append(current)
+        elif current is None:
+            continue
+        elif raw.startswith("GIT binary patch") or raw.startswith("Binary files"):
+            current.binary = True
+        elif raw.startswith("+") and not raw.startswith("+++ "):
+            current.added += 1
+        elif raw.startswith("-") and not raw.startswith("--- "):
+            current.removed += 1
+    return stat
+
+
+class AgentSession:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        settings: Settings,
+        *,
+        asker: Asker | None = None,
+        progress: Progress | None = None,
+        model: Model | None = None,
+        policy: CommandPolicy | None = None,
+    ) -> None:
+        from smolagents import LogLevel, ToolCallingAgent
+
+        from runner.agent.model import build_model
+        from runner.policy import CommandPolicy
+
+        self.sandbox = sandbox
+        self.settings = settings
+        self.state = RunState()
+        self.progress = progress or (lambda message: None)
+        if policy is None:
+            policy = CommandPolicy.from_file(Path(settings.policy_file)) if settings.policy_file \
+                else CommandPolicy.default()
+        gate = ApprovalGate(self.state, asker=asker, non_interactive=settings.approval_non_interactive)
+        self.context = ToolContext(sandbox, self.state, settings, policy, gate)
+        self.model = model or build_model(settings, self.state)
+        self.agent = ToolCallingAgent(
+            tools=build_tools(self.context),
+            model=self.model,
+            prompt_templates=prompt_templates(),  # type: ignore[arg-type]
+            max_steps=settings.agent_max_steps,
+            verbosity_level=LogLevel.OFF,
+            step_callbacks=[self._on_step],
+            return_full_result=True,
+        )
+        self.state.on_stop(lambda reason: self.agent.interrupt())
+        self.state.on_step(self._report_step)
+        self._bad_outputs = 0
+        self._started = time.monotonic()
+
+    # ------------------------------------------------------------------ running
+    def run(self, task: str, *, reset: bool = True) -> TaskOutcome:
+        from smolagents.utils import AgentError, AgentGenerationError
+
+        started = time.monotonic()
+        self.state.stop_reason = None
+        self._bad_outputs = 0
+        try:
+            result = self.agent.run(task, reset=reset)
+        except AgentGenerationError as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            cause = error.__cause__
+            if cause is not None:
+                reason = f"{type(cause).__name__}: {str(cause).splitlines()[0][:300] if str(cause) else ''}"
+            return TaskOutcome("model_error", "", f"the model call failed: {reason}", time.monotonic() - started)
+        except AgentError as error:
+            reason = self.state.stop_reason or str(error)
+            return TaskOutcome("stopped", "", reason, time.monotonic() - started)
+        duration = time.monotonic() - started
+        answer = "" if result.output is None else str(result.output)
+        if result.state == "max_steps_error":
+            return TaskOutcome("max_steps", answer, f"reached AGENT_MAX_STEPS ({self.settings.agent_max_steps})",
+                               duration)
+        return TaskOutcome("completed", answer, "", duration)
+
+    # ------------------------------------------------------------------ callbacks
+    def _on_step(self, step: Any, agent: Any = None) -> None:
+        from smolagents.memory import ActionStep
+
+        if not isinstance(step, ActionStep):
+            return
+        thought = (step.model_output or "").strip() if isinstance(step.model_output, str) else ""
+        if thought and not thought.startswith("{"):
+            self.progress(f"model: {thought.splitlines()[0][:160]}")
+        if step.error is not None:
+            message = str(step.error).splitlines()[0][:240]
+            self.state.model_errors.append(message)
+            self.progress(f"step {step.step_number}: {message}")
+            self._bad_outputs += 1
+            if self._bad_outputs >= MODEL_ERRORS_BEFORE_STOP:
+                self.state.stop(f"{self._bad_outputs} steps in a row produced unusable tool calls ({message})")
+        else:
+            self._bad_outputs = 0
+
+    def _report_step(self, step: StepRecord) -> None:
+        arguments = ", ".join(f"{k}={_short(v)}" for k, v in step.arguments.items())
+        outcome = f"error: {step.error_type}" if step.error else "ok"
+        self.progress(f"[{step.index}] {step.tool}({arguments}) {step.duration_s:.2f}s {outcome}")
+
+    # ------------------------------------------------------------------ reporting
+    def summary(self, outcome: TaskOutcome, patch: bytes) -> dict[str, Any]:
+        tests = self.state.last_tests
+        stat = diff_stat(patch)
+        return {
+            "status": outcome.status,
+            "reason": outcome.reason,
+            "answer": outcome.answer,
+            "steps": len(self.state.steps),
+            "tools_used": self.state.tools_used(),
+            "tests": None if tests is None else {
+                "command": tests.command, "ok": tests.ok, "passed": tests.passed, "failed": tests.failed,
+                "errors": tests.errors, "exit_code": tests.exit_code,
+            },
+            "diff": {"files": [f.__dict__ for f in stat.files], "added": stat.added, "removed": stat.removed},
+            "approvals": [a.__dict__ for a in self.state.approvals],
+            "model_errors": list(self.state.model_errors),
+            "sandbox": self.sandbox.info.to_dict(),
+            "duration_s": round(outcome.duration_s, 3),
+        }
+
+
+def _short(value: Any) -> str:
+    text = str(value).replace("\n", "\\n")
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,544 @@
+"""The agent's 14 tools. Each acts only through the sandbox interface: reads see the sandbox's view (the agent's
+own edits included) and writes land in the sandbox, never in the real tree.
+
+Tool names and required parameters are a contract with the prompt and with users' expectations.
+Every `forward` returns a dict or raises ToolError; `instrument` turns both into text for the model.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from smolagents import Tool
+
+from runner.agent.instrumentation import ToolError, check_relative_path
+from runner.agent.state import TestOutcome
+
+if TYPE_CHECKING:
+    from runner.agent.approval import ApprovalGate
+    from runner.agent.state import RunState
+    from runner.config import Settings
+    from runner.policy import CommandPolicy
+    from runner.sandbox.base import Sandbox
+
+TOOL_TIMEOUT_S = 60.0
+
+
+@dataclass
+class PendingPatch:
+    id: str
+    kind: str
+    """"unified" or "replace"."""
+    diff: str
+    path: str | None = None
+    old_text: str | None = None
+    new_text: str | None = None
+    applied: bool = False
+    apply_with: str = "git"
+
+
+@dataclass
+class ToolContext:
+    sandbox: Sandbox
+    state: RunState
+    settings: Settings
+    policy: CommandPolicy
+    gate: ApprovalGate
+    patches: dict[str, PendingPatch] = field(default_factory=dict)
+    test_command: str | None = None
+
+    def new_patch_id(self) -> str:
+        return f"p{len(self.patches) + 1}"
+
+
+class SandboxTool(Tool):
+    output_type = "string"
+    skip_forward_signature_validation = False
+    inputs: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init__(self, context: ToolContext) -> None:
+        self.ctx = context
+        super().__init__()
+
+    def run(self, command: list[str] | str, *, timeout: float = TOOL_TIMEOUT_S, stdin: bytes | None = None) -> Any:
+        return self.ctx.sandbox.exec(command, timeout=timeout, stdin=stdin)
+
+
+def _optional(kind: str, description: str) -> dict[str, Any]:
+    return {"type": kind, "description": description, "nullable": True}
+
+
+# ------------------------------------------------------------------------------------------- repo
+class RepoInfo(SandboxTool):
+    name = "repo_info"
+    description = "Repo overview: VCS state, languages, test command, sandbox mode."
+    inputs: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def forward(self) -> dict[str, Any]:
+        files = self.ctx.sandbox.list_files("*")
+        languages = _languages(files)
+        branch = self.run("git rev-parse --abbrev-ref HEAD 2>/dev/null && git status --porcelain | wc -l")
+        lines = branch.stdout.split()
+        vcs = f"git, branch {lines[0]}, {lines[1]} changed files" if branch.ok and len(lines) == 2 else "not a git repo"
+        info = self.ctx.sandbox.info
+        return {
+            "root": "/workspace (all paths are relative to it)",
+            "vcs": vcs,
+            "files": len(files),
+            "languages": ", ".join(f"{lang} ({count})" for lang, count in languages[:5]) or "none detected",
+            "test_command": detect_test_command(files) or "none detected",
+            "sandbox": f"{info.mode.value} mode, network off" if not self.ctx.settings.sandbox_network
+            else f"{info.mode.value} mode, network on",
+            "top_level": sorted({f.split("/", 1)[0] + ("/" if "/" in f else "") for f in files})[:40],
+        }
+
+
+_EXTENSIONS = {".py": "Python", ".js": "JavaScript", ".ts": "TypeScript", ".go": "Go", ".rs": "Rust",
+               ".java": "Java", ".c": "C", ".h": "C", ".cpp": "C++", ".rb": "Ruby", ".sh": "Shell", ".md": "Markdown"}
+
+
+def _languages(files: list[str]) -> list[tuple[str, int]]:
+    counts: dict[str, int] = {}
+    for name in files:
+        suffix = "." + name.rsplit(".", 1)[-1] if "." in name.rsplit("/", 1)[-1] else ""
+        if suffix in _EXTENSIONS:
+            counts[_EXTENSIONS[suffix]] = counts.get(_EXTENSIONS[suffix], 0) + 1
+    return sorted(counts.items(), key=lambda item: -item[1])
+
+
+def detect_test_command(files: list[str]) -> str | None:
+    names = set(files)
+    python_tests = any(re.search(r"(^|/)(test_[^/]*|[^/]*_test)\.py$", f) for f in files)
+    if python_tests or {"pytest.ini", "conftest.py", "tox.ini"} & names:
+        return "python3 -m pytest -q"
+    if "Cargo.toml" in names:
+        return "cargo test"
+    if "go.mod" in names:
+        return "go test ./..."
+    if "package.json" in names:
+        return "npm test"
+    if "Makefile" in names:
+        return "make test"
+    return None
+
+
+class ListFiles(SandboxTool):
+    name = "list_files"
+    description = "List repo files matching a glob, e.g. '**/*.py' or 'src/*'."
+    inputs: ClassVar[dict[str, dict[str, Any]]] = {"pattern": {"type": "string", "description": "glob"}}
+
+    def forward(self, pattern: str) -> dict[str, Any]:
+        limit = self.ctx.settings.truncation_max_list_items
+        files = self.ctx.sandbox.list_files(pattern or "*")
+        if not files:
+            raise ToolError(f"no files match {pattern!r}", error_type="not_found",
+                            recovery="Try a broader glob such as '**/*.py', or repo_info for an overview.")
+        result: dict[str, Any] = {"count": len(files), "files": files[:limit]}
+        if len(files) > limit:
+            result["note"] = f"showing {limit} of {len(files)}; use a narrower pattern to see the rest"
+        return result
+
+
+class RgSearch(SandboxTool):
+    name = "rg_search"
+    description = "Search file contents with ripgrep (regex). Returns path:line:text."
+    inputs: ClassVar[dict[str, dict[str, Any]]] = {
+        "pattern": {"type": "string", "description": "regex"},
+        "path": _optional("string", "file or dir to search"),
+        "glob": _optional("string", "only files matching this glob"),
+    }
+
+    def forward(self, pattern: str, path: str | None = None, glob: str | None = None) -> dict[str, Any]:
+        argv = ["rg", "--line-number", "--no-heading", "--color", "never", "--max-columns", "300",
+                "--max-count", "20", "--sort", "path"]
+        if glob:
+            argv += ["--glob", glob]
+        argv += ["-e", pattern, "--"]
+        if path:
+            check_relative_path(path)
+            argv.append(path)
+        result = self.run(argv)
+        if result.exit_code == 1:
+            raise ToolError(f"no matches for {pattern!r}", error_type="not_found",
+                            recovery="Try a simpler or case-insensitive pattern (e.g. '(?i)name'), or list_files.")
+        if result.exit_code != 0:
+            raise ToolError(result.stderr.strip() or "rg failed", error_type="invalid_pattern",
+                            recovery="Check the regex syntax; escape special characters like ( [ {.")
+        matches = result.stdout.splitlines()
+        limit = self.ctx.settings.truncation_max_list_items
+        out: dict[str, Any] = {"count": len(matches), "matches": matches[:limit]}
+        if len(matches) > limit:
+            out["note"] = f"showing {limit} of {len(matches)}; narrow the pattern or pass path/glob"
+        return out
+
+
+# ------------------------------------------------------------------------------------------- files
+def _text(ctx: ToolContext, path: str) -> str:
+    data = ctx.sandbox.read(path, max_bytes=8 * 1024 * 1024)
+    if b"\x00" in data[:8192]:
+        raise ToolError(f"{path} is a binary file", error_type="binary_file",
+                        recovery="Binary files cannot be read as text; work with text files.")
+    return data.decode("utf-8", errors="replace")
+
+
+def _numbered(lines: list[str], first: int) -> str:
+    return "\n".join(f"{first + offset:>5}| {line}" for offset, line in enumerate(lines))
+
+
+class ReadFile(SandboxTool):
+    name = "read_file"
+    description = "Read a file with line numbers; optional 1-based line range."
+    inputs: ClassVar[dict[str, dict[str, Any]]] = {
+        "path": {"type": "string", "description": "repo-relative path"},
+        "start_line": _optional("integer", "first line"),
+        "end_line": _optional("integer", "last line"),
+    }
+
+    def forward(self, path: str, start_line: int | None = None, end_line: int | None = None) -> dict[str, Any]:
+        try:
+            text = _text(self.ctx, path)
+        except ToolError:
+            raise
+        except Exception as error:
+            raise ToolError(str(error), error_type="file_not_found",
+                            recovery="Check the path with list_files (paths are relative to the repo root).") from None
+        lines = text.splitlines()
+        first = max(start_line or 1, 1)
+        last = min(end_line or len(lines), len(lines))
+        if start_line is not None and end_line is not None and end_line < start_line:
+            raise ToolError("end_line is before start_line", error_type="invalid_range",
+                            recovery="Pass start_line <= end_line.")
+        if last - first + 1 > self.ctx.settings.validation_max_line_range:
+            raise ToolError(f"range of {last - first + 1} lines exceeds {self.ctx.settings.validation_max_line_range}",
+                            error_type="invalid_range", recovery="Read a smaller range of lines.")
+        if lines and first > len(lines):
+            raise ToolError(f"{path} has only {len(lines)} lines", error_type="invalid_range",
+                            recovery=f"Use start_line between 1 and {len(lines)}.")
+        return {"path": path, "lines": f"{first}-{last} of {len(lines)}",
+                "content": _numbered(lines[first - 1:last], first)}
+
+
+class ReadFileSnippet(SandboxTool):
+    name = "read_file_snippet"
+    description = "Show the lines around the first matches of a regex in one file."
+    inputs: ClassVar[dict[str, dict[str, Any]]] = {
+        "path": {"type": "string", "description": "repo-relative path"},
+        "pattern": {"type": "string", "description": "regex"},
+        "context_lines": _optional("integer", "lines before/after (default 5)"),
+    }
+
+    def forward(self, path: str, pattern: str, context_lines: int | None = None) -> dict[str, Any]:
+        try:
+            regex = re.compile(pattern)
+        except re.error as error:
+            raise ToolError(f"invalid regex: {error}", error_type="invalid_pattern",
+                            recovery="Escape special characters, or search for a plain word.") from None
+        try:
+            lines = _text(self.ctx, path).splitlines()
+        except ToolError:
+            raise
+        except Exception as error:
+            raise ToolError(str(error), error_type="file_not_found",
+                            recovery="Check the path with list_files.") from None
+        context = max(0, min(context_lines if context_lines is not None else 5, 50))
+        hits = [index for index, line in enumerate(lines) if regex.search(line)][:3]
+        if not hits:
+            raise ToolError(f"{pattern!r} not found in {path}", error_type="not_found",
+                            recovery="Use rg_search to find which file contains it.")
+        blocks = []
+        for hit in hits:
+            start, stop = max(0, hit - context), min(len(lines), hit + context + 1)
+            blocks.append(_numbered(lines[start:stop], start + 1))
+        return {"path": path, "matches": len(hits), "snippets": "\n  ...\n".join(blocks)}
+
+
+# ------------------------------------------------------------------------------------------- git
+class GitStatus(SandboxTool):
+    name = "git_status"
+    description = "git status of the sandbox."
+    inputs: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def forward(self) -> dict[str, Any]:
+        result = self.run(["git", "status", "--short", "--branch"])
+        if not result.ok:
+            raise ToolError(result.stderr.strip(), error_type="not_a_git_repo",
+                            recovery="This repo has no git; use list_files and read_file instead.")
+        return {"status": result.stdout.strip() or "clean"}
+
+
+class GitDiff(SandboxTool):
+    name = "git_diff"
+    description = "Your changes so far (vs the start of the run), as a diff."
+    inputs: ClassVar[dict[str, dict[str, Any]]] = {
+        "path": _optional("string", "limit to this path"),
+    }
+
+    def forward(self, path: str | None = None) -> dict[str, Any]:
+        patch = self.ctx.sandbox.diff().decode("utf-8", errors="replace")
+        if path:
+            check_relative_path(path)
+            patch = "".join(block for block in _split_patch(patch) if _patch_touches(block, path))
+        return {"diff": patch or "no changes yet"}
+
+
+def _split_patch(patch: str) -> list[str]:
+    return [block for block in re.split(r"(?m)^(?=diff --git )", patch) if block]
+
+
+def _patch_touches(block: str, path: str) -> bool:
+    header = block.splitlines()[0] if block else ""
+    return f" a/{path}" in header or f" b/{path}" in header
+
+
+class GitLog(SandboxTool):
+    name = "git_log"
+    description = "Recent commits."
+    inputs: ClassVar[dict[str, dict[str, Any]]] = {"max_count": _optional("integer", "how many (default 10)")}
+
+    def forward(self, max_count: int | None = None) -> dict[str, Any]:
+        count = max(1, min(max_count or 10, 100))
+        result = self.run(["git", "log", f"--max-count={count}", "--format=%h %ad %an: %s", "--date=short"])
+        if not result.ok:
+            raise ToolError(result.stderr.strip(), error_type="not_a_git_repo",
+                            recovery="This repo has no git history; use list_files and read_file.")
+        return {"log": result.stdout.strip() or "no commits"}
+
+
+# ------------------------------------------------------------------------------------------- patches
+_DIFF_PATH = re.compile(r"^(?:\+\+\+|---) (?:[ab]/)?(.+?)\s*$", re.MULTILINE)
+
+
+def _check_patch_paths(diff: str) -> list[str]:
+    paths = []
+    for match in _DIFF_PATH.finditer(diff):
+        path = match.group(1).split("\t")[0]
+        if path == "/dev/null":
+            continue
+        check_relative_path(path)
+        if path == ".git" or path.startswith(".git/"):
+            raise ToolError("patches may not touch .git/", error_type="invalid_path", recovery="Edit project files only.")
+        paths.append(path)
+    if not paths:
+        raise ToolError("this is not a unified diff (no ---/+++ file headers)", error_type="invalid_patch",
+                        recovery="Send a unified diff with '--- a/path' and '+++ b/path' lines, "
+                                 "or use propose_patch(path, old_text, new_text) instead.")
+    return sorted(set(paths))
+
+
+class ProposePatchUnified(SandboxTool):
+    name = "propose_patch_unified"
+    description = "Store a unified diff as a pending patch; returns its id and whether it applies."
+    inputs: ClassVar[dict[str, dict[str, Any]]] = {"diff": {"type": "string", "description": "unified diff"}}
+
+    def forward(self, diff: str) -> dict[str, Any]:
+        if not diff.endswith("\n"):
+            diff += "\n"
+        files = _check_patch_paths(diff)
+        method, problem = self._check(diff)
+        patch = PendingPatch(self.ctx.new_patch_id(), "unified", diff, apply_with=method or "git")
+        self.ctx.patches[patch.id] = patch
+        result: dict[str, Any] = {"patch_id": patch.id, "files": files}
+        if problem:
+            result.update(check="does NOT apply", problem=problem,
+                          recovery_suggestion="read_file the exact current lines and make a new diff, "
+                                              "or use propose_patch(path, old_text, new_text).")
+        else:
+            result["check"] = f"applies cleanly; call apply_patch('{patch.id}')"
+        return result
+
+    def _check(self, diff: str) -> tuple[str | None, str | None]:
+        git = self.run(["git", "apply", "--check", "--recount", "--whitespace=nowarn", "-"], stdin=diff.encode())
+        if git.ok:
+            return "git", None
+        fuzzy = self.run(["patch", "-p1", "--dry-run", "--batch", "--forward", "--fuzz=2", "-s"], stdin=diff.encode())
+        if fuzzy.ok:
+            return "patch", None
+        return None, (git.stderr or fuzzy.stdout).strip()[:600]
+
+
+class ProposePatch(SandboxTool):
+    name = "propose_patch"
+    description = "Store an exact search/replace edit as a pending patch. old_text must occur exactly once."
+    inputs: ClassVar[dict[str, dict[str, Any]]] = {
+        "path": {"type": "string", "description": "repo-relative file"},
+        "old_text": {"type": "string", "description": "exact text to replace ('' creates a new file)"},
+        "new_text": {"type": "string", "description": "replacement"},
+    }
+
+    def forward(self, path: str, old_text: str, new_text: str) -> dict[str, Any]:
+        import difflib
+
+        current = self._current(path, old_text)
+        updated = current.replace(old_text, new_text, 1) if old_text else new_text
+        diff = "".join(difflib.unified_diff(current.splitlines(keepends=True), updated.splitlines(keepends=True),
+                                            f"a/{path}", f"b/{path}"))
+        patch = PendingPatch(self.ctx.new_patch_id(), "replace", diff, path=path, old_text=old_text,
+                             new_text=new_text)
+        self.ctx.patches[patch.id] = patch
+        return {"patch_id": patch.id, "check": f"applies cleanly; call apply_patch('{patch.id}')", "diff": diff}
+
+    def _current(self, path: str, old_text: str) -> str:
+        exists = self.run(["test", "-f", path]).ok
+        if not old_text:
+            if exists:
+                raise ToolError(f"{path} exists; old_text is empty", error_type="file_exists",
+                                recovery="To edit an existing file, pass the exact text to replace as old_text.")
+            return ""
+        if not exists:
+            raise ToolError(f"{path} does not exist", error_type="file_not_found",
+                            recovery="Check the path with list_files; pass old_text='' to create a new file.")
+        current = _text(self.ctx, path)
+        count = current.count(old_text)
+        if count == 0:
+            raise ToolError(f"old_text not found in {path}", error_type="no_match",
+                            recovery="read_file the file and copy the exact lines, including indentation.")
+        if count > 1:
+            raise ToolError(f"old_text occurs {count} times in {path}", error_type="ambiguous_match",
+                            recovery="Include more surrounding lines in old_text so it occurs exactly once.")
+        return current
+
+
+class ShowPatch(SandboxTool):
+    name = "show_patch"
+    description = "Show a pending patch."
+    inputs: ClassVar[dict[str, dict[str, Any]]] = {"patch_id": {"type": "string", "description": "e.g. p1"}}
+
+    def forward(self, patch_id: str) -> dict[str, Any]:
+        patch = _find_patch(self.ctx, patch_id)
+        return {"patch_id": patch.id, "applied": patch.applied, "diff": patch.diff}
+
+
+def _find_patch(ctx: ToolContext, patch_id: str) -> PendingPatch:
+    patch = ctx.patches.get(patch_id.strip())
+    if patch is None:
+        known = ", ".join(ctx.patches) or "none yet"
+        raise ToolError(f"no pending patch {patch_id!r} (known: {known})", error_type="unknown_patch",
+                        recovery="Create one with propose_patch or propose_patch_unified first.")
+    return patch
+
+
+class ApplyPatch(SandboxTool):
+    name = "apply_patch"
+    description = "Apply a pending patch in the sandbox (all or nothing)."
+    inputs: ClassVar[dict[str, dict[str, Any]]] = {"patch_id": {"type": "string", "description": "e.g. p1"}}
+
+    def forward(self, patch_id: str) -> dict[str, Any]:
+        patch = _find_patch(self.ctx, patch_id)
+        if patch.applied:
+            raise ToolError(f"{patch.id} is already applied", error_type="already_applied",
+                            recovery="Run the tests, or propose the next change.")
+        if patch.kind == "replace":
+            assert patch.path is not None and patch.old_text is not None and patch.new_text is not None
+            current = ProposePatch._current(self, patch.path, patch.old_text)  # type: ignore[arg-type]
+            updated = current.replace(patch.old_text, patch.new_text, 1) if patch.old_text else patch.new_text
+            self.ctx.sandbox.write(patch.path, updated.encode())
+        else:
+            if patch.apply_with == "patch":
+                # patch(1) is not atomic by itself: only a clean dry run may go ahead.
+                dry = self.run(["patch", "-p1", "--dry-run", "--batch", "--forward", "--fuzz=2", "-s"],
+                               stdin=patch.diff.encode())
+                result = self.run(["patch", "-p1", "--batch", "--forward", "--fuzz=2", "-s", "--no-backup-if-mismatch"],
+                                  stdin=patch.diff.encode()) if dry.ok else dry
+            else:
+                result = self.run(["git", "apply", "--recount", "--whitespace=nowarn", "-"], stdin=patch.diff.encode())
+            if not result.ok:
+                raise ToolError(f"{patch.id} does not apply: {(result.stderr or result.stdout).strip()[:600]}",
+                                error_type="patch_failed",
+                                recovery="Nothing was changed. read_file the current lines and propose a new patch.")
+        patch.applied = True
+        return {"status": f"{patch.id} applied", "next": "run_tests to check the change"}
+
+
+# ------------------------------------------------------------------------------------------- commands
+class RunCmd(SandboxTool):
+    name = "run_cmd"
+    description = "Run a shell command in the sandbox (no network). Subject to the command policy."
+    inputs: ClassVar[dict[str, dict[str, Any]]] = {
+        "command": {"type": "string", "description": "e.g. 'python3 -m pytest -q tests/test_x.py'"},
+        "timeout": _optional("integer", "seconds (default 120)"),
+    }
+
+    def forward(self, command: str, timeout: int | None = None) -> dict[str, Any]:
+        argv = authorise(self.ctx, command)
+        result = self.ctx.sandbox.exec(argv, timeout=float(min(max(timeout or 120, 1), 1800)))
+        return _command_result(result)
+
+
+def authorise(ctx: ToolContext, command: str) -> list[str] | str:
+    """Policy first; REQUIRE_APPROVAL goes to the gate. Returns argv (or the shell string an approver accepted)."""
+    from runner.policy import Decision
+
+    verdict = ctx.policy.evaluate(command)
+    if verdict.decision is Decision.DENY:
+        raise ToolError(f"command denied by policy: {verdict.reason}", error_type="policy_denied",
+                        recovery="Use a simpler, single command without pipes or redirections, or another tool.")
+    if verdict.decision is Decision.REQUIRE_APPROVAL and not ctx.gate.request("command", command):
+        raise ToolError(f"command needs approval and was not approved ({verdict.reason})",
+                        error_type="approval_denied",
+                        recovery="Do the work with allowed commands (tests, linters, read-only tools) or other tools.")
+    try:
+        return shlex.split(command)
+    except ValueError:
+        return command
+    # A command that the policy accepted only as a whole shell line runs as one.
+
+
+def _command_result(result: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"exit_code": result.exit_code}
+    if result.timed_out:
+        out["timed_out"] = "yes: the command was stopped"
+    out["stdout"] = result.stdout
+    out["stderr"] = result.stderr
+    if result.truncated:
+        out["note"] = "output was very long; only its beginning and end are shown"
+    return out
+
+
+_PYTEST_COUNTS = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)")
+
+
+def parse_test_counts(output: str) -> dict[str, int]:
+    counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
+    summary_lines = [line for line in output.splitlines() if _PYTEST_COUNTS.search(line)]
+    if summary_lines:
+        for number, kind in _PYTEST_COUNTS.findall(summary_lines[-1]):
+            key = "errors" if kind.startswith("error") else kind
+            if key in counts:
+                counts[key] = int(number)
+    return counts
+
+
+class RunTests(SandboxTool):
+    name = "run_tests"
+    description = "Run the repo's tests in the sandbox; returns pass/fail counts and output."
+    inputs: ClassVar[dict[str, dict[str, Any]]] = {"command": _optional("string", "custom test command")}
+
+    def forward(self, command: str | None = None) -> dict[str, Any]:
+        chosen = command or self.ctx.test_command or detect_test_command(self.ctx.sandbox.list_files("*"))
+        if not chosen:
+            raise ToolError("no test command detected", error_type="no_tests",
+                            recovery="Pass command, e.g. run_tests(command='python3 -m pytest -q').")
+        self.ctx.test_command = self.ctx.test_command or chosen
+        argv = authorise(self.ctx, chosen) if command else shlex.split(chosen)
+        result = self.ctx.sandbox.exec(argv, timeout=float(self.ctx.settings.sandbox_command_timeout))
+        counts = parse_test_counts(result.stdout + "\n" + result.stderr)
+        self.ctx.state.last_tests = TestOutcome(chosen, result.exit_code, counts["passed"], counts["failed"],
+                                                counts["errors"], counts["skipped"], result.timed_out)
+        verdict = "PASSED" if result.ok else ("NO TESTS FOUND" if result.exit_code == 5 else "FAILED")
+        summary = f"{verdict}: {counts['passed']} passed, {counts['failed']} failed, {counts['errors']} errors"
+        return {"summary": summary, "command": chosen, **_command_result(result)}
+
+
+TOOL_CLASSES: tuple[type[SandboxTool], ...] = (
+    RepoInfo, ListFiles, RgSearch, ReadFile, ReadFileSnippet, GitStatus, GitDiff, GitLog,
+    ProposePatchUnified, ProposePatch, ShowPatch, ApplyPatch, RunCmd, RunTests,
+)
+
+
+def build_tools(context: ToolContext) -> list[Tool]:
+    from runner.agent.instrumentation import instrument
+
+    return [instrument(cls(context), context.state, context.settings) for cls in TOOL_CLASSES]
