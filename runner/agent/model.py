@@ -61,7 +61,11 @@ def preflight(settings: Settings, *, timeout: float = 5.0) -> None:
 
 
 def build_model(settings: Settings, state: RunState | None = None) -> LiteLLMModel:
+    import litellm
     from smolagents import LiteLLMModel
+
+    # litellm prints "Give Feedback / Get Help" banners to stdout on errors; stdout belongs to --json.
+    litellm.suppress_debug_info = True
 
     class RetryingModel(LiteLLMModel):
         """Retries timeouts and connection failures; other errors surface at once."""

@@ -8,7 +8,6 @@ Every `forward` returns a dict or raises ToolError; `instrument` turns both into
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -467,8 +466,9 @@ class RunCmd(SandboxTool):
         return _command_result(result)
 
 
-def authorise(ctx: ToolContext, command: str) -> list[str] | str:
-    """Policy first; REQUIRE_APPROVAL goes to the gate. Returns argv (or the shell string an approver accepted)."""
+def authorise(ctx: ToolContext, command: str) -> str:
+    """Policy first; REQUIRE_APPROVAL goes to the gate. The command then runs as the very shell line the policy
+    analysed (globs and quoting included), inside the sandbox."""
     from runner.policy import Decision
 
     verdict = ctx.policy.evaluate(command)
@@ -479,11 +479,7 @@ def authorise(ctx: ToolContext, command: str) -> list[str] | str:
         raise ToolError(f"command needs approval and was not approved ({verdict.reason})",
                         error_type="approval_denied",
                         recovery="Do the work with allowed commands (tests, linters, read-only tools) or other tools.")
-    try:
-        return shlex.split(command)
-    except ValueError:
-        return command
-    # A command that the policy accepted only as a whole shell line runs as one.
+    return command
 
 
 def _command_result(result: Any) -> dict[str, Any]:
@@ -522,7 +518,7 @@ class RunTests(SandboxTool):
             raise ToolError("no test command detected", error_type="no_tests",
                             recovery="Pass command, e.g. run_tests(command='python3 -m pytest -q').")
         self.ctx.test_command = self.ctx.test_command or chosen
-        argv = authorise(self.ctx, chosen) if command else shlex.split(chosen)
+        argv = authorise(self.ctx, chosen) if command else chosen
         result = self.ctx.sandbox.exec(argv, timeout=float(self.ctx.settings.sandbox_command_timeout))
         counts = parse_test_counts(result.stdout + "\n" + result.stderr)
         self.ctx.state.last_tests = TestOutcome(chosen, result.exit_code, counts["passed"], counts["failed"],
