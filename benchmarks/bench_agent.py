@@ -109,7 +109,8 @@ def bench_prompt_tokens() -> dict[str, Any]:
 
     ours = ToolCallingAgent(tools=tools, model=Offline(), prompt_templates=prompt_templates())  # type: ignore[arg-type]
     default = ToolCallingAgent(tools=build_tools(context), model=Offline())  # type: ignore[arg-type]
-    schemas = json.dumps([get_tool_json_schema(t) for t in ours.tools.values()])
+    # Ollama hands the schemas to the chat template as compact JSON.
+    schemas = json.dumps([get_tool_json_schema(t) for t in ours.tools.values()], separators=(",", ":"))
 
     def count(text: str) -> int:
         return litellm.token_counter(model="gpt-3.5-turbo", text=text)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from runner.sandbox.base import Sandbox
 
 TOOL_TIMEOUT_S = 60.0
+SNIPPET_CONTEXT_LINES = 5
 
 
 @dataclass
@@ -73,7 +74,7 @@ def _optional(kind: str, description: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- repo
 class RepoInfo(SandboxTool):
     name = "repo_info"
-    description = "Repo overview: VCS state, languages, test command, sandbox mode."
+    description = "Repo overview: VCS, languages, test command."
     inputs: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def forward(self) -> dict[str, Any]:
@@ -126,8 +127,8 @@ def detect_test_command(files: list[str]) -> str | None:
 
 class ListFiles(SandboxTool):
     name = "list_files"
-    description = "List repo files matching a glob, e.g. '**/*.py' or 'src/*'."
-    inputs: ClassVar[dict[str, dict[str, Any]]] = {"pattern": {"type": "string", "description": "glob"}}
+    description = "List files matching a glob."
+    inputs: ClassVar[dict[str, dict[str, Any]]] = {"pattern": {"type": "string", "description": "e.g. **/*.py"}}
 
     def forward(self, pattern: str) -> dict[str, Any]:
         limit = self.ctx.settings.truncation_max_list_items
@@ -143,18 +144,15 @@ class ListFiles(SandboxTool):
 
 class RgSearch(SandboxTool):
     name = "rg_search"
-    description = "Search file contents with ripgrep (regex). Returns path:line:text."
+    description = "Regex search in files (ripgrep)."
     inputs: ClassVar[dict[str, dict[str, Any]]] = {
         "pattern": {"type": "string", "description": "regex"},
-        "path": _optional("string", "file or dir to search"),
-        "glob": _optional("string", "only files matching this glob"),
+        "path": _optional("string", "file or dir"),
     }
 
-    def forward(self, pattern: str, path: str | None = None, glob: str | None = None) -> dict[str, Any]:
+    def forward(self, pattern: str, path: str | None = None) -> dict[str, Any]:
         argv = ["rg", "--line-number", "--no-heading", "--color", "never", "--max-columns", "300",
                 "--max-count", "20", "--sort", "path"]
-        if glob:
-            argv += ["--glob", glob]
         argv += ["-e", pattern, "--"]
         if path:
             check_relative_path(path)
@@ -189,11 +187,11 @@ def _numbered(lines: list[str], first: int) -> str:
 
 class ReadFile(SandboxTool):
     name = "read_file"
-    description = "Read a file with line numbers; optional 1-based line range."
+    description = "Read a file with line numbers."
     inputs: ClassVar[dict[str, dict[str, Any]]] = {
-        "path": {"type": "string", "description": "repo-relative path"},
-        "start_line": _optional("integer", "first line"),
-        "end_line": _optional("integer", "last line"),
+        "path": {"type": "string", "description": "file"},
+        "start_line": _optional("integer", "1-based"),
+        "end_line": _optional("integer", "inclusive"),
     }
 
     def forward(self, path: str, start_line: int | None = None, end_line: int | None = None) -> dict[str, Any]:
@@ -222,14 +220,13 @@ class ReadFile(SandboxTool):
 
 class ReadFileSnippet(SandboxTool):
     name = "read_file_snippet"
-    description = "Show the lines around the first matches of a regex in one file."
+    description = "Lines around regex matches."
     inputs: ClassVar[dict[str, dict[str, Any]]] = {
-        "path": {"type": "string", "description": "repo-relative path"},
+        "path": {"type": "string", "description": "file"},
         "pattern": {"type": "string", "description": "regex"},
-        "context_lines": _optional("integer", "lines before/after (default 5)"),
     }
 
-    def forward(self, path: str, pattern: str, context_lines: int | None = None) -> dict[str, Any]:
+    def forward(self, path: str, pattern: str) -> dict[str, Any]:
         try:
             regex = re.compile(pattern)
         except re.error as error:
@@ -242,7 +239,7 @@ class ReadFileSnippet(SandboxTool):
         except Exception as error:
             raise ToolError(str(error), error_type="file_not_found",
                             recovery="Check the path with list_files.") from None
-        context = max(0, min(context_lines if context_lines is not None else 5, 50))
+        context = SNIPPET_CONTEXT_LINES
         hits = [index for index, line in enumerate(lines) if regex.search(line)][:3]
         if not hits:
             raise ToolError(f"{pattern!r} not found in {path}", error_type="not_found",
@@ -257,7 +254,7 @@ class ReadFileSnippet(SandboxTool):
 # ------------------------------------------------------------------------------------------- git
 class GitStatus(SandboxTool):
     name = "git_status"
-    description = "git status of the sandbox."
+    description = "git status."
     inputs: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def forward(self) -> dict[str, Any]:
@@ -270,36 +267,21 @@ class GitStatus(SandboxTool):
 
 class GitDiff(SandboxTool):
     name = "git_diff"
-    description = "Your changes so far (vs the start of the run), as a diff."
-    inputs: ClassVar[dict[str, dict[str, Any]]] = {
-        "path": _optional("string", "limit to this path"),
-    }
+    description = "Diff of your changes so far."
+    inputs: ClassVar[dict[str, dict[str, Any]]] = {}
 
-    def forward(self, path: str | None = None) -> dict[str, Any]:
+    def forward(self) -> dict[str, Any]:
         patch = self.ctx.sandbox.diff().decode("utf-8", errors="replace")
-        if path:
-            check_relative_path(path)
-            patch = "".join(block for block in _split_patch(patch) if _patch_touches(block, path))
         return {"diff": patch or "no changes yet"}
-
-
-def _split_patch(patch: str) -> list[str]:
-    return [block for block in re.split(r"(?m)^(?=diff --git )", patch) if block]
-
-
-def _patch_touches(block: str, path: str) -> bool:
-    header = block.splitlines()[0] if block else ""
-    return f" a/{path}" in header or f" b/{path}" in header
 
 
 class GitLog(SandboxTool):
     name = "git_log"
     description = "Recent commits."
-    inputs: ClassVar[dict[str, dict[str, Any]]] = {"max_count": _optional("integer", "how many (default 10)")}
+    inputs: ClassVar[dict[str, dict[str, Any]]] = {}
 
-    def forward(self, max_count: int | None = None) -> dict[str, Any]:
-        count = max(1, min(max_count or 10, 100))
-        result = self.run(["git", "log", f"--max-count={count}", "--format=%h %ad %an: %s", "--date=short"])
+    def forward(self) -> dict[str, Any]:
+        result = self.run(["git", "log", "--max-count=15", "--format=%h %ad %an: %s", "--date=short"])
         if not result.ok:
             raise ToolError(result.stderr.strip(), error_type="not_a_git_repo",
                             recovery="This repo has no git history; use list_files and read_file.")
@@ -329,7 +311,7 @@ def _check_patch_paths(diff: str) -> list[str]:
 
 class ProposePatchUnified(SandboxTool):
     name = "propose_patch_unified"
-    description = "Store a unified diff as a pending patch; returns its id and whether it applies."
+    description = "Store a unified diff as a patch."
     inputs: ClassVar[dict[str, dict[str, Any]]] = {"diff": {"type": "string", "description": "unified diff"}}
 
     def forward(self, diff: str) -> dict[str, Any]:
@@ -360,10 +342,10 @@ class ProposePatchUnified(SandboxTool):
 
 class ProposePatch(SandboxTool):
     name = "propose_patch"
-    description = "Store an exact search/replace edit as a pending patch. old_text must occur exactly once."
+    description = "Store a search/replace edit as a patch."
     inputs: ClassVar[dict[str, dict[str, Any]]] = {
-        "path": {"type": "string", "description": "repo-relative file"},
-        "old_text": {"type": "string", "description": "exact text to replace ('' creates a new file)"},
+        "path": {"type": "string", "description": "file"},
+        "old_text": {"type": "string", "description": "exact unique text, '' for new file"},
         "new_text": {"type": "string", "description": "replacement"},
     }
 
@@ -421,7 +403,7 @@ def _find_patch(ctx: ToolContext, patch_id: str) -> PendingPatch:
 
 class ApplyPatch(SandboxTool):
     name = "apply_patch"
-    description = "Apply a pending patch in the sandbox (all or nothing)."
+    description = "Apply a patch, all or nothing."
     inputs: ClassVar[dict[str, dict[str, Any]]] = {"patch_id": {"type": "string", "description": "e.g. p1"}}
 
     def forward(self, patch_id: str) -> dict[str, Any]:
@@ -454,15 +436,14 @@ class ApplyPatch(SandboxTool):
 # ------------------------------------------------------------------------------------------- commands
 class RunCmd(SandboxTool):
     name = "run_cmd"
-    description = "Run a shell command in the sandbox (no network). Subject to the command policy."
+    description = "Run one shell command."
     inputs: ClassVar[dict[str, dict[str, Any]]] = {
-        "command": {"type": "string", "description": "e.g. 'python3 -m pytest -q tests/test_x.py'"},
-        "timeout": _optional("integer", "seconds (default 120)"),
+        "command": {"type": "string", "description": "command"},
     }
 
-    def forward(self, command: str, timeout: int | None = None) -> dict[str, Any]:
+    def forward(self, command: str) -> dict[str, Any]:
         argv = authorise(self.ctx, command)
-        result = self.ctx.sandbox.exec(argv, timeout=float(min(max(timeout or 120, 1), 1800)))
+        result = self.ctx.sandbox.exec(argv, timeout=self.ctx.settings.sandbox_command_timeout)
         return _command_result(result)
 
 
@@ -509,8 +490,8 @@ def parse_test_counts(output: str) -> dict[str, int]:
 
 class RunTests(SandboxTool):
     name = "run_tests"
-    description = "Run the repo's tests in the sandbox; returns pass/fail counts and output."
-    inputs: ClassVar[dict[str, dict[str, Any]]] = {"command": _optional("string", "custom test command")}
+    description = "Run the tests; pass/fail counts."
+    inputs: ClassVar[dict[str, dict[str, Any]]] = {"command": _optional("string", "override")}
 
     def forward(self, command: str | None = None) -> dict[str, Any]:
         chosen = command or self.ctx.test_command or detect_test_command(self.ctx.sandbox.list_files("*"))
@@ -528,6 +509,18 @@ class RunTests(SandboxTool):
         return {"summary": summary, "command": chosen, **_command_result(result)}
 
 
+class FinalAnswer(Tool):
+    """smolagents' final_answer with a shorter schema: every token of the tool list is paid on every call."""
+
+    name = "final_answer"
+    description = "Finish with a short summary."
+    inputs: ClassVar[dict[str, dict[str, Any]]] = {"answer": {"type": "string", "description": "summary"}}
+    output_type = "string"
+
+    def forward(self, answer: str) -> str:
+        return answer
+
+
 TOOL_CLASSES: tuple[type[SandboxTool], ...] = (
     RepoInfo, ListFiles, RgSearch, ReadFile, ReadFileSnippet, GitStatus, GitDiff, GitLog,
     ProposePatchUnified, ProposePatch, ShowPatch, ApplyPatch, RunCmd, RunTests,
@@ -537,4 +530,5 @@ TOOL_CLASSES: tuple[type[SandboxTool], ...] = (
 def build_tools(context: ToolContext) -> list[Tool]:
     from runner.agent.instrumentation import instrument
 
-    return [instrument(cls(context), context.state, context.settings) for cls in TOOL_CLASSES]
+    tools: list[Tool] = [instrument(cls(context), context.state, context.settings) for cls in TOOL_CLASSES]
+    return [*tools, FinalAnswer()]
