@@ -160,3 +160,38 @@ def test_preflight_names_the_fix(buggy_repo: Path) -> None:
                                 text=True)
     assert result.returncode == 6
     assert "ollama pull qwen2.5-coder:14b" in result.stderr
+
+
+def test_run_prints_progress_and_a_summary(buggy_repo: Path) -> None:
+    script = [tool("read_file", path="src/app.py"),
+              tool("propose_patch", path="src/app.py", old_text="    return a - b\n\n\ndef sub",
+                   new_text="    return a + b\n\n\ndef sub"),
+              tool("apply_patch", patch_id="p1"), tool("run_tests"), final("fixed add")]
+    with FakeOllama(script) as fake:
+        env = {**os.environ, "MODEL_API_BASE": fake.url, "PHOENIX_ENABLED": "false"}
+        result = subprocess.run([SMOL, "run", "Fix add", "--repo", str(buggy_repo)], env=env, capture_output=True,
+                                text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert "[1] read_file(path=src/app.py)" in result.stderr and "[4] run_tests()" in result.stderr
+    assert "status: completed" in result.stdout and "answer: fixed add" in result.stdout
+    assert "tests: passed (2 passed, 0 failed)" in result.stdout
+    assert "src/app.py: +1 -1" in result.stdout
+
+
+def test_chat_runs_several_tasks_in_one_sandbox(buggy_repo: Path, tmp_path: Path) -> None:
+    script = [tool("propose_patch", path="notes.md", old_text="", new_text="first\n"), tool("apply_patch", patch_id="p1"),
+              final("wrote notes"),
+              tool("read_file", path="notes.md"), final("notes.md still says first")]
+    patch = tmp_path / "chat.patch"
+    with FakeOllama(script) as fake:
+        env = {**os.environ, "MODEL_API_BASE": fake.url, "PHOENIX_ENABLED": "false"}
+        result = subprocess.run([SMOL, "chat", "--repo", str(buggy_repo), "--patch-out", str(patch)], env=env,
+                                input="write notes\nread them back\nexit\n", capture_output=True, text=True,
+                                timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "[completed] wrote notes" in result.stdout
+    assert "[completed] notes.md still says first" in result.stdout
+    assert "+first" in patch.read_text()
+    assert not (buggy_repo / "notes.md").exists()
+    # The second task saw the first one's conversation.
+    assert any("write notes" in str(m.get("content")) for m in fake.requests[-1]["messages"])
