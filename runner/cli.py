@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import signal
 import sys
 from pathlib import Path
@@ -136,27 +137,31 @@ def _start_session(ctx: click.Context, repo: Path, as_json: bool) -> Any:
     from runner.agent.session import AgentSession
     from runner.sandbox.docker_sandbox import DockerSandbox, check_repo
 
+    from runner.tracing import Tracing
+
     settings = _settings()
     repo = check_repo(repo)
     preflight(settings)
     progress = (lambda message: None) if as_json else _progress
+    tracing = Tracing(settings, warn=lambda message: click.echo(f"smol: warning: {message}", err=True))
+    ctx.call_on_close(tracing.close)
     sandbox = ctx.with_resource(DockerSandbox(repo, settings, progress=progress))
     progress(f"sandbox ready ({sandbox.info.mode.value} mode: {sandbox.info.mode_reason}); model {settings.model_id}")
-    return AgentSession(sandbox, settings, asker=_ask if _interactive(as_json) else None, progress=progress)
+    session = AgentSession(sandbox, settings, asker=_ask if _interactive(as_json) else None, progress=progress)
+    session.tracing = tracing
+    return session
 
 
-def _finish(session: Any, outcome: Any, patch_out: Path | None, as_json: bool) -> int:
-    patch = session.sandbox.diff()
+def _finish(summary: dict[str, Any], outcome: Any, patch: bytes, patch_out: Path | None, as_json: bool) -> int:
     if patch_out is not None:
         patch_out.write_bytes(patch)
-    summary = session.summary(outcome, patch)
     summary["patch_out"] = str(patch_out) if patch_out else None
-    if as_json:
-        click.echo(json.dumps(summary))
-    else:
+    if not as_json:
         from runner.agent.session import diff_stat
 
         click.echo("")
+        if summary.get("run_id"):
+            click.echo(f"run: {summary['run_id']}")
         click.echo(f"status: {outcome.status}" + (f" ({outcome.reason})" if outcome.reason else ""))
         if outcome.answer:
             click.echo(f"answer: {outcome.answer}")
@@ -166,11 +171,76 @@ def _finish(session: Any, outcome: Any, patch_out: Path | None, as_json: bool) -
         click.echo("tests: not run" if tests is None else
                    f"tests: {'passed' if tests['ok'] else 'FAILED'} ({tests['passed']} passed, {tests['failed']} failed)"
                    f" with `{tests['command']}`")
-        click.echo("changes (in the sandbox only; your tree is untouched):")
+        click.echo("changes (made in the sandbox):")
         click.echo(diff_stat(patch).render())
         if patch_out is not None:
             click.echo(f"patch written to {patch_out}")
     return {"completed": 0, "model_error": 6}.get(outcome.status, 7)
+
+
+PROMOTE_OPTIONS = [
+    click.option("--promote", "promote_mode", type=click.Choice(["never", "ask", "auto-if-verified"]), default=None,
+                 help="Whether the change reaches your tree: never (save the patch), ask (review), or automatically "
+                      "when re-verification passes. Default: ask on a terminal, never otherwise."),
+    click.option("--verify/--no-verify", "reverify", default=True, show_default=True,
+                 help="Re-run the tests on the change in a fresh sandbox of your current tree before the review."),
+    click.option("--land", type=click.Choice(["worktree", "branch"]), default="worktree", show_default=True,
+                 help="Write into the working tree, or commit on a new branch (git repos)."),
+    click.option("--branch", default=None, help="Branch name for --land branch (default smol/RUN_ID)."),
+]
+
+
+def promote_options(function: Any) -> Any:
+    for option in reversed(PROMOTE_OPTIONS):
+        function = option(function)
+    return function
+
+
+def _review_asker(question: str, choices: list[str]) -> str:
+    return str(click.prompt(question, type=click.Choice(choices), show_choices=False, err=True))
+
+
+def _promote(record: Any, store: Any, settings: Any, mode: str | None, reverify: bool, land: str,
+             branch: str | None, as_json: bool) -> dict[str, Any]:
+    from runner.promote.flow import Promoter
+
+    interactive = _interactive(as_json)
+    chosen = mode or ("ask" if interactive else "never")
+    echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
+    promoter = Promoter(record, store, settings, echo=echo, ask=_review_asker if interactive else None,
+                        color=interactive and sys.stdout.isatty())
+    return promoter.run(chosen, reverify=reverify, land=land, branch=branch)  # type: ignore[arg-type]
+
+
+def _record_run(session: Any, task: str, repo: Path, outcome: Any, patch: bytes, summary: dict[str, Any]) -> Any:
+    from runner.promote.flow import capture_files
+    from runner.records import RunRecord, RunStore, new_run_id
+
+    settings = session.settings
+    base_files, final_files = capture_files(session.sandbox, patch) if patch else ({}, {})
+    store = RunStore(settings.runs_db or None)
+    record = RunRecord(
+        id=new_run_id(), created_at=time.time(), task=task, repo=str(repo), base_state=_base_state(repo),
+        model=settings.model_id, status=outcome.status, reason=outcome.reason, answer=outcome.answer,
+        steps=session.state.to_dict()["steps"], approvals=session.state.to_dict()["approvals"], summary=summary,
+        diff=patch, base_files=base_files, final_files=final_files,
+    )
+    store.save(record)
+    return record, store
+
+
+def _base_state(repo: Path) -> dict[str, Any]:
+    import subprocess
+
+    from runner.promote.apply import GIT_ENV, SAFE_GIT
+
+    git = [*SAFE_GIT, "-c", f"safe.directory={repo}", "-C", str(repo)]
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, env=GIT_ENV)
+    status = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True,
+                            env={**GIT_ENV, "GIT_OPTIONAL_LOCKS": "0"})
+    if head.returncode != 0:
+        return {"vcs": "none"}
+    return {"vcs": "git", "head": head.stdout.strip(), "dirty_files": len(status.stdout.splitlines())}
 
 
 @main.command()
@@ -179,9 +249,12 @@ def _finish(session: Any, outcome: Any, patch_out: Path | None, as_json: bool) -
 @click.option("--patch-out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the agent's changes to this file as a git patch.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary; never asks for input.")
+@promote_options
 @click.pass_context
-def run(ctx: click.Context, task: str, repo: Path, patch_out: Path | None, as_json: bool) -> None:
-    """Run the agent on TASK in a sandbox over the repo; show progress, a summary and the diff.
+def run(ctx: click.Context, task: str, repo: Path, patch_out: Path | None, as_json: bool, promote_mode: str | None,
+        reverify: bool, land: str, branch: str | None) -> None:
+    """Run the agent on TASK in a sandbox over the repo; show progress, a summary and the diff, then the guarded
+    promotion of the change into your tree.
 
     Example: smol run "Fix the failing test in tests/test_app.py" --patch-out fix.patch
     """
@@ -191,9 +264,22 @@ def run(ctx: click.Context, task: str, repo: Path, patch_out: Path | None, as_js
         raise UsageError('the task is empty: say what the agent should do, e.g. smol run "Fix the failing test"')
     if patch_out is not None:
         _check_writable(patch_out)
+    from runner.sandbox.docker_sandbox import check_repo
+
+    repo = check_repo(repo)
     session = _start_session(ctx, repo, as_json)
     outcome = session.run(task)
-    ctx.exit(_finish(session, outcome, patch_out, as_json))
+    patch = session.sandbox.diff()
+    summary = session.summary(outcome, patch)
+    record, store = _record_run(session, task, repo, outcome, patch, summary)
+    session.sandbox.close()  # the overlay must be gone before anything is written to the real tree
+    summary["run_id"] = record.id
+    code = _finish(summary, outcome, patch, patch_out, as_json)
+    summary["promotion"] = _promote(record, store, session.settings, promote_mode, reverify, land, branch, as_json)
+    store.update(record.id, spans=list(session.tracing.local.spans))
+    if as_json:
+        click.echo(json.dumps(summary))
+    ctx.exit(code)
 
 
 @main.command()
@@ -221,7 +307,123 @@ def chat(ctx: click.Context, repo: Path, patch_out: Path | None) -> None:
         first = False
         click.echo(f"[{outcome.status}] {outcome.answer or outcome.reason}")
     if outcome is not None:
-        _finish(session, outcome, patch_out, False)
+        patch = session.sandbox.diff()
+        _finish(session.summary(outcome, patch), outcome, patch, patch_out, False)
+
+
+# ---------------------------------------------------------------------------------------------- records
+def _store() -> Any:
+    from runner.records import RunStore
+
+    return RunStore(_settings().runs_db or None)
+
+
+@main.group()
+def runs() -> None:
+    """Recorded runs."""
+
+
+@runs.command(name="list")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", type=int, default=30, show_default=True)
+def runs_list(as_json: bool, limit: int) -> None:
+    """The most recent runs."""
+    from runner.promote.guard import sanitize_for_terminal
+
+    records = _store().list(limit)
+    if as_json:
+        click.echo(json.dumps([{"id": r.id, "created_at": r.created_at, "task": r.task, "repo": r.repo,
+                                "status": r.status, "promotion": (r.promotion or {}).get("outcome")} for r in records]))
+        return
+    if not records:
+        click.echo("no runs recorded yet")
+    for r in records:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at))
+        promoted = (r.promotion or {}).get("outcome", "-")
+        click.echo(f"{r.id}  {when}  {r.status:<11} {promoted:<10} {sanitize_for_terminal(r.task)[:60]}")
+
+
+@runs.command(name="show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--trace", is_flag=True, help="Draw the run's trace tree (no Phoenix needed).")
+def runs_show(run_id: str, as_json: bool, trace: bool) -> None:
+    """One run: task, steps, approvals, verification, promotion, diff."""
+    from runner.promote.guard import sanitize_for_terminal
+
+    record = _store().get(run_id)
+    if as_json:
+        data = record.to_public_dict()
+        if trace:
+            data["trace"] = record.spans
+        click.echo(json.dumps(data))
+        return
+    if trace:
+        from runner.tracing import render_trace
+
+        for line in render_trace(record.spans):
+            click.echo(line)
+        return
+    clean = sanitize_for_terminal
+    click.echo(f"run {record.id}  ({record.status}{': ' + clean(record.reason) if record.reason else ''})")
+    click.echo(f"task: {clean(record.task)}\nrepo: {clean(record.repo)}\nmodel: {record.model}")
+    for step in record.steps:
+        outcome = f"error: {step.get('error_type')}" if step.get("error") else "ok"
+        click.echo(f"  [{step['index']}] {step['tool']} {clean(json.dumps(step['arguments']))[:100]} "
+                   f"{step['duration_s']:.2f}s {outcome}")
+    for approval in record.approvals:
+        click.echo(f"  approval: {approval['kind']} {clean(approval['subject'])} -> {approval['outcome']} "
+                   f"({approval['scope']})")
+    if record.verification:
+        click.echo(f"verification: {record.verification.get('status')}")
+    click.echo(f"promotion: {(record.promotion or {}).get('outcome', 'pending')}")
+    click.echo(clean(record.diff.decode('utf-8', errors='replace')) or "(no changes)")
+
+
+@main.command()
+@click.argument("run_id")
+@promote_options
+def promote(run_id: str, promote_mode: str | None, reverify: bool, land: str, branch: str | None) -> None:
+    """Bring a saved run back to review and, after approval, into your tree."""
+    store = _store()
+    record = store.get(run_id)
+    outcome = _promote(record, store, _settings(), promote_mode, reverify, land, branch, False)
+    if outcome["outcome"] in ("refused", "conflict"):
+        raise SystemExit(8)
+
+
+@main.command()
+@click.argument("run_id")
+@click.pass_context
+def replay(ctx: click.Context, run_id: str) -> None:
+    """Re-run a recorded run's tool calls in a fresh sandbox, without a model, and compare the diffs."""
+    from runner.replay import replay_run
+
+    record = _store().get(run_id)
+    identical, patch = replay_run(ctx, record, _settings(), _progress)
+    if identical:
+        click.echo(f"replay of {record.id}: the diff is identical ({len(patch)} bytes)")
+        return
+    click.echo(f"replay of {record.id}: the diff DIFFERS from the recorded one")
+    ctx.exit(1)
+
+
+# ---------------------------------------------------------------------------------------------- doctor
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool) -> None:
+    """Check the Docker engine, the sandbox image, the model endpoint, Phoenix and the configuration."""
+    from runner.doctor import render_table, run_checks
+
+    checks = run_checks()
+    failed = any(check.status == "fail" for check in checks)
+    if as_json:
+        click.echo(json.dumps({"ok": not failed, "checks": [check.to_dict() for check in checks]}))
+    else:
+        for line in render_table(checks):
+            click.echo(line)
+    ctx.exit(1 if failed else 0)
 
 
 # ---------------------------------------------------------------------------------------------- gc

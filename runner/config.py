@@ -73,11 +73,16 @@ class Settings(BaseSettings):
     policy_file: str = ""
     """A TOML file of extra command-policy rules; the strictest matching rule wins."""
 
+    runs_db: str = ""
+    """SQLite file of run records; empty means $XDG_STATE_HOME/smol/runs.db (~/.local/state/smol/runs.db)."""
+
     # --- tracing -----------------------------------------------------------------------------
     phoenix_enabled: bool = True
     """Export OpenTelemetry traces to Phoenix."""
     phoenix_endpoint: str = "http://localhost:6006/v1/traces"
     """OTLP/HTTP endpoint of Phoenix."""
+    phoenix_project: str = "smol"
+    """Phoenix project the traces go to."""
 
     # --- tool input validation / output truncation --------------------------------------------
     validation_max_chars: int = Field(5000, gt=0)

@@ -21,6 +21,16 @@ class ApprovalGate:
         self._approved_for_run: set[tuple[str, str]] = set()
 
     def request(self, kind: str, subject: str) -> bool:
+        from opentelemetry import trace
+
+        with trace.get_tracer("smol.approval").start_as_current_span("approval") as span:
+            approved = self._decide(kind, subject)
+            record = self.state.approvals[-1]
+            span.set_attributes({"approval.kind": kind, "approval.subject": subject[:500],
+                                 "approval.outcome": record.outcome, "approval.scope": record.scope})
+            return approved
+
+    def _decide(self, kind: str, subject: str) -> bool:
         key = (kind, subject)
         if key in self._approved_for_run:
             self.state.record_approval(ApprovalRecord(kind, subject, "approved", "run"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import time
+from contextlib import nullcontext
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -155,7 +156,12 @@ def instrument(tool: Tool, state: RunState, settings: Settings) -> Tool:
         arguments = {key: value for key, value in bound.arguments.items() if value is not None}
         digest = arguments_hash(arguments)
         started = time.monotonic()
-        with tracer.start_as_current_span(f"tool.{name}") as span:
+        # Under the smolagents instrumentation the current span is this call's TOOL span: annotate it.
+        # Without it, open a TOOL span of our own.
+        current = trace.get_current_span()
+        scope = nullcontext(current) if current.is_recording() else tracer.start_as_current_span(
+            name, attributes={"openinference.span.kind": "TOOL", "tool.name": name})
+        with scope as span:
             verdict, reason = state.check_loop(name, digest)
             try:
                 validate_arguments(arguments, settings)
@@ -170,12 +176,15 @@ def instrument(tool: Tool, state: RunState, settings: Settings) -> Tool:
                 result["stopped"] = f"The run is being stopped: {reason}."
             rendered = truncate_text(render(result), settings)
             duration = time.monotonic() - started
-            span.set_attribute("tool.name", name)
-            span.set_attribute("tool.args_hash", digest)
-            span.set_attribute("tool.input_size", sum(len(str(v)) for v in arguments.values()))
-            span.set_attribute("tool.output_size", len(rendered.text))
-            span.set_attribute("tool.duration_ms", round(duration * 1000, 3))
-            span.set_attribute("tool.truncated", rendered.truncated)
+            span.set_attributes({
+                "tool.name": name,
+                "tool.args_hash": digest,
+                "tool.input_size": sum(len(str(v)) for v in arguments.values()),
+                "tool.output_size": len(rendered.text),
+                "tool.duration_ms": round(duration * 1000, 3),
+                "tool.truncated": rendered.truncated,
+                "tool.loop_verdict": verdict.value,
+            })
             if "error" in result:
                 span.set_attribute("tool.error_type", str(result.get("error_type")))
                 span.set_attribute("tool.recovery_hint", str(result.get("recovery_suggestion")))

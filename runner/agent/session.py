@@ -125,6 +125,7 @@ class AgentSession:
         self.state.on_step(self._report_step)
         self._bad_outputs = 0
         self._started = time.monotonic()
+        self.tracing: Any = None
 
     # ------------------------------------------------------------------ running
     def run(self, task: str, *, reset: bool = True) -> TaskOutcome:

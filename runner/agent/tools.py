@@ -15,6 +15,7 @@ from smolagents import Tool
 
 from runner.agent.instrumentation import ToolError, check_relative_path
 from runner.agent.state import TestOutcome
+from runner.testcmd import NO_TESTS_EXIT_CODE, detect_test_command, parse_test_counts
 
 if TYPE_CHECKING:
     from runner.agent.approval import ApprovalGate
@@ -107,22 +108,6 @@ def _languages(files: list[str]) -> list[tuple[str, int]]:
         if suffix in _EXTENSIONS:
             counts[_EXTENSIONS[suffix]] = counts.get(_EXTENSIONS[suffix], 0) + 1
     return sorted(counts.items(), key=lambda item: -item[1])
-
-
-def detect_test_command(files: list[str]) -> str | None:
-    names = set(files)
-    python_tests = any(re.search(r"(^|/)(test_[^/]*|[^/]*_test)\.py$", f) for f in files)
-    if python_tests or {"pytest.ini", "conftest.py", "tox.ini"} & names:
-        return "python3 -m pytest -q"
-    if "Cargo.toml" in names:
-        return "cargo test"
-    if "go.mod" in names:
-        return "go test ./..."
-    if "package.json" in names:
-        return "npm test"
-    if "Makefile" in names:
-        return "make test"
-    return None
 
 
 class ListFiles(SandboxTool):
@@ -474,20 +459,6 @@ def _command_result(result: Any) -> dict[str, Any]:
     return out
 
 
-_PYTEST_COUNTS = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)")
-
-
-def parse_test_counts(output: str) -> dict[str, int]:
-    counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
-    summary_lines = [line for line in output.splitlines() if _PYTEST_COUNTS.search(line)]
-    if summary_lines:
-        for number, kind in _PYTEST_COUNTS.findall(summary_lines[-1]):
-            key = "errors" if kind.startswith("error") else kind
-            if key in counts:
-                counts[key] = int(number)
-    return counts
-
-
 class RunTests(SandboxTool):
     name = "run_tests"
     description = "Run the tests; pass/fail counts."
@@ -504,7 +475,7 @@ class RunTests(SandboxTool):
         counts = parse_test_counts(result.stdout + "\n" + result.stderr)
         self.ctx.state.last_tests = TestOutcome(chosen, result.exit_code, counts["passed"], counts["failed"],
                                                 counts["errors"], counts["skipped"], result.timed_out)
-        verdict = "PASSED" if result.ok else ("NO TESTS FOUND" if result.exit_code == 5 else "FAILED")
+        verdict = "PASSED" if result.ok else ("NO TESTS FOUND" if result.exit_code == NO_TESTS_EXIT_CODE else "FAILED")
         summary = f"{verdict}: {counts['passed']} passed, {counts['failed']} failed, {counts['errors']} errors"
         return {"summary": summary, "command": chosen, **_command_result(result)}
 

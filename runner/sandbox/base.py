@@ -65,6 +65,16 @@ class ExecResult:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class FileState:
+    """One path's content as git sees it: a regular file (bytes, exec bit) or a symlink (its target)."""
+
+    kind: str
+    """"file" or "symlink"."""
+    data: bytes
+    executable: bool = False
+
+
 def normalize_path(path: str) -> str:
     """Check a repo-relative path and return it normalised ("." for the root).
 
@@ -123,6 +133,11 @@ class Sandbox(ABC):
     @abstractmethod
     def list_files(self, pattern: str = "*", *, limit: int | None = None) -> list[str]:
         """Repo-relative files matching a glob (`.gitignore` respected, `.git/` never listed), sorted."""
+
+    @abstractmethod
+    def export_files(self, paths: Sequence[str], *, original: bool = False) -> dict[str, FileState]:
+        """The files and symlinks at these paths, in the sandbox's view or (original=True) as the run started.
+        Paths that are absent (or directories) are left out of the result."""
 
     @abstractmethod
     def diff(self) -> bytes:

@@ -36,6 +36,7 @@ from runner.errors import ImageError, SandboxError, UsageError
 from runner.sandbox import labels
 from runner.sandbox.base import (
     ExecResult,
+    FileState,
     OutputCallback,
     Sandbox,
     SandboxInfo,
@@ -52,6 +53,12 @@ if TYPE_CHECKING:
     from runner.config import Settings
 
 log = logging.getLogger(__name__)
+
+
+def _tracer() -> Any:
+    from opentelemetry import trace
+
+    return trace.get_tracer("smol.sandbox")
 
 WORKSPACE = "/workspace"
 BASE = "/sandbox/base"
@@ -133,6 +140,12 @@ class DockerSandbox(Sandbox):
         return self._info
 
     def start(self) -> None:
+        with self._lock, _tracer().start_as_current_span("sandbox.start") as span:
+            self._start()
+            span.set_attributes({"sandbox.mode": self.info.mode.value, "sandbox.image": self.info.image,
+                                 "sandbox.mode_reason": self.info.mode_reason, "sandbox.session": self.session})
+
+    def _start(self) -> None:
         with self._lock:
             if self._info is not None:
                 return
@@ -372,11 +385,15 @@ class DockerSandbox(Sandbox):
             raise UsageError("no command given")
         deadline = float(timeout or self.settings.sandbox_command_timeout)
         wrapped = [f"{HELPERS}/smol-exec", f"{deadline:g}", *argv]
-        raw = self._exec_raw(
-            wrapped, timeout=deadline, workdir=workdir, env=self._exec_env(env), stdin=stdin,
-            on_output=on_output, output_limit=output_limit or self.settings.sandbox_output_limit,
-        )
-        timed_out = raw.timed_out or (raw.exit_code in (124, 137) and raw.duration_s >= deadline - 0.05)
+        with _tracer().start_as_current_span("sandbox.exec") as span:
+            raw = self._exec_raw(
+                wrapped, timeout=deadline, workdir=workdir, env=self._exec_env(env), stdin=stdin,
+                on_output=on_output, output_limit=output_limit or self.settings.sandbox_output_limit,
+            )
+            timed_out = raw.timed_out or (raw.exit_code in (124, 137) and raw.duration_s >= deadline - 0.05)
+            span.set_attributes({"exec.command": argv[0], "exec.exit_code": raw.exit_code,
+                                 "exec.duration_ms": round(raw.duration_s * 1000, 3), "exec.timed_out": timed_out,
+                                 "exec.truncated": raw.truncated})
         notes = list(raw.notes)
         if timed_out:
             notes.append(f"timed out after {deadline:g}s; everything the command started was stopped")
@@ -513,17 +530,56 @@ class DockerSandbox(Sandbox):
         names = result.stdout.decode("utf-8", errors="replace").splitlines()
         return names[:limit] if limit is not None else names
 
+    def export_files(self, paths: Sequence[str], *, original: bool = False) -> dict[str, FileState]:
+        names = [normalize_path(path) for path in paths]
+        if not names:
+            return {}
+        listing = b"".join(name.encode("utf-8", "surrogateescape") + b"\0" for name in names)
+        argv = ["python3", "-c", _EXPORT_SCRIPT, BASE if original else WORKSPACE]
+        result = self._exec_raw(argv, timeout=600, stdin=listing, env=self._exec_env(None),
+                                output_limit=self.settings.sandbox_max_diff_bytes + 1)
+        if result.exit_code != 0 or result.truncated:
+            raise SandboxError(f"exporting files failed: {result.stderr.decode(errors='replace').strip()[:300]}")
+        return read_file_states(result.stdout)
+
     def diff(self) -> bytes:
         argv = [f"{HELPERS}/smol-diff", BASE, WORKSPACE]
         if self.info.mode is SandboxMode.OVERLAY:
             argv.append(f"{SCRATCH}/upper")
         limit = self.settings.sandbox_max_diff_bytes
-        result = self._exec_raw(argv, timeout=600, env=self._exec_env(None), output_limit=limit + 1)
+        with _tracer().start_as_current_span("sandbox.diff") as span:
+            result = self._exec_raw(argv, timeout=600, env=self._exec_env(None), output_limit=limit + 1)
+            span.set_attributes({"diff.bytes": result.stdout_bytes, "diff.exit_code": result.exit_code})
         if result.exit_code != 0:
             raise SandboxError(f"computing the diff failed: {result.stderr.decode(errors='replace').strip()}")
         if result.truncated:
             raise SandboxError(f"the change is larger than SANDBOX_MAX_DIFF_BYTES ({limit} bytes); raise it to see it")
         return result.stdout
+
+
+_EXPORT_SCRIPT = """
+import os, sys, tarfile
+root = sys.argv[1].encode()
+with tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMAT) as archive:
+    for name in sys.stdin.buffer.read().split(b"\\0"):
+        path = os.path.join(root, name)
+        if name and (os.path.islink(path) or os.path.isfile(path)):
+            archive.add(os.fsdecode(path), arcname=name.decode("utf-8", "surrogateescape"), recursive=False)
+"""
+
+
+def read_file_states(archive: bytes) -> dict[str, FileState]:
+    """Parse an export tar in memory; nothing is ever extracted to the host filesystem."""
+    states: dict[str, FileState] = {}
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
+        for member in tar:
+            if member.issym():
+                states[member.name] = FileState("symlink", member.linkname.encode("utf-8", "surrogateescape"))
+            elif member.isreg():
+                handle = tar.extractfile(member)
+                data = handle.read() if handle is not None else b""
+                states[member.name] = FileState("file", data, bool(member.mode & 0o100))
+    return states
 
 
 def keeper_uid(uid: int) -> int:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from runner.errors import SandboxError
 from runner.sandbox.base import (
     ExecResult,
+    FileState,
     OutputCallback,
     Sandbox,
     SandboxInfo,
@@ -77,6 +78,11 @@ class MemorySandbox(Sandbox):
                        if fnmatch.fnmatch(p, glob) or ("/" not in glob and fnmatch.fnmatch(p.rsplit("/", 1)[-1], glob))
                        or (glob.startswith("**/") and fnmatch.fnmatch(p, glob[3:])))
         return names[:limit] if limit is not None else names
+
+    def export_files(self, paths: Sequence[str], *, original: bool = False) -> dict[str, FileState]:
+        source = self._original if original else self.files
+        return {normalize_path(p): FileState("file", source[normalize_path(p)]) for p in paths
+                if normalize_path(p) in source}
 
     def diff(self) -> bytes:
         chunks: list[str] = []

@@ -1,0 +1,132 @@
+"""`smol doctor`: everything `smol run` needs, checked, each failure with the fix."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from runner.errors import SmolError
+
+
+@dataclass
+class Check:
+    name: str
+    status: str
+    """"ok", "warn" (smol run still works) or "fail" (smol run cannot work)."""
+    detail: str
+    fix: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def run_checks() -> list[Check]:
+    from runner.config import load_settings
+
+    checks: list[Check] = []
+    try:
+        settings = load_settings()
+    except SmolError as error:
+        return [Check("configuration", "fail", str(error), "fix the value in the environment or .env")]
+    checks.append(Check("configuration", "ok", f"model {settings.model_id}, sandbox mode {settings.sandbox_mode}"))
+
+    client = None
+    try:
+        from runner.sandbox.engine import EngineFacts, connect
+
+        client = connect()
+        facts = EngineFacts(client)
+        version = client.version().get("Version", "?")
+        obstacle = facts.overlay_obstacle()
+        mode = "overlay mode available" if obstacle is None else f"copy mode will be used ({obstacle})"
+        checks.append(Check("docker engine", "ok",
+                            f"Docker {version}, storage driver {facts.info.get('Driver', '?')}; {mode}"))
+    except SmolError as error:
+        checks.append(Check("docker engine", "fail", str(error).split(": start the")[0],
+                            "start the Docker engine, or point DOCKER_HOST at a running one"))
+
+    if client is not None:
+        checks.append(_image_check(client, settings))
+        if checks[-1].status == "ok":
+            checks.append(_sandbox_probe(client, settings))
+
+    checks.append(_model_check(settings))
+    checks.append(_phoenix_check(settings))
+    return checks
+
+
+def _image_check(client: Any, settings: Any) -> Check:
+    from runner.sandbox.image import IMAGE_REPOSITORY, image_exists, resolve_image
+
+    tag = resolve_image(settings)
+    if image_exists(client, tag):
+        stale = [t for image in client.images.list(name=IMAGE_REPOSITORY) for t in image.tags if t != tag]
+        detail = f"{tag} present" + (f"; older images: {', '.join(stale)} (`docker rmi` them)" if stale else "")
+        return Check("sandbox image", "ok", detail)
+    if settings.sandbox_image:
+        return Check("sandbox image", "fail", f"{tag} (SANDBOX_IMAGE) is not present", f"docker pull {tag}")
+    if settings.sandbox_auto_build:
+        return Check("sandbox image", "warn", f"{tag} is not built yet; the first run builds it (~2 min)",
+                     "smol image build")
+    return Check("sandbox image", "fail", f"{tag} is not built", "smol image build")
+
+
+def _sandbox_probe(client: Any, settings: Any) -> Check:
+    """Start a real sandbox over an empty directory owned as a user's checkout would be."""
+    from runner.sandbox.docker_sandbox import DockerSandbox
+
+    with tempfile.TemporaryDirectory(prefix="smol-doctor-") as directory:
+        if os.geteuid() == 0:
+            os.chown(directory, settings.sandbox_uid, settings.sandbox_uid)
+        try:
+            with DockerSandbox(directory, settings, client=client) as sandbox:
+                result = sandbox.exec(["true"], timeout=30)
+                mode = sandbox.info.mode.value
+        except SmolError as error:
+            return Check("sandbox", "fail", str(error), "see the message; `smol exec -- true` reproduces it")
+    if result.exit_code != 0:
+        return Check("sandbox", "fail", f"a command in the sandbox failed ({result.stderr.strip()[:120]})",
+                     "smol image build --force")
+    return Check("sandbox", "ok", f"started and ran a command in {mode} mode")
+
+
+def _model_check(settings: Any) -> Check:
+    from runner.agent.model import ModelUnavailableError, ollama_model_name, preflight
+
+    try:
+        preflight(settings, timeout=3)
+    except ModelUnavailableError as error:
+        message = str(error)
+        detail, _, fix = message.partition(": ")
+        return Check("model endpoint", "fail", detail, fix)
+    name = ollama_model_name(settings.model_id)
+    detail = f"{name} available at {settings.model_api_base}" if name else f"{settings.model_id} (not checked)"
+    return Check("model endpoint", "ok", detail)
+
+
+def _phoenix_check(settings: Any) -> Check:
+    if not settings.phoenix_enabled:
+        return Check("phoenix", "ok", "disabled (PHOENIX_ENABLED=false); traces are kept with run records")
+    base = settings.phoenix_endpoint.rsplit("/v1/", 1)[0]
+    try:
+        with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
+            response.read()
+        return Check("phoenix", "ok", f"reachable at {base}")
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        return Check("phoenix", "warn", f"not reachable at {base} ({reason}); traces stay local",
+                     "docker compose up -d phoenix, or PHOENIX_ENABLED=false")
+
+
+def render_table(checks: list[Check]) -> list[str]:
+    width = max(len(c.name) for c in checks)
+    lines = [f"{'CHECK'.ljust(width)}  STATUS  DETAIL"]
+    for check in checks:
+        lines.append(f"{check.name.ljust(width)}  {check.status.upper():<6}  {check.detail}")
+        if check.fix and check.status != "ok":
+            lines.append(f"{''.ljust(width)}          fix: {check.fix}")
+    return lines

@@ -1,0 +1,281 @@
+"""Writing a sandbox's change into the real tree: planned first, then written all or nothing.
+
+The plan compares, for every touched path, the state when the run started (base), the sandbox's result (final)
+and the real tree now (current): untouched-by-the-user paths take the final state, paths the user changed too are
+merged three-way (`git merge-file`), anything else is a conflict, and one conflict means nothing is written.
+The real tree is only ever inspected with lstat (symlinks are never followed) and written through paths whose
+parent directories are real directories. Host-side git runs in temporary directories, with hooks and fsmonitor
+off, never in the user's repository and never with --unsafe-paths.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.errors import SmolError
+from runner.sandbox.base import FileState, normalize_path
+
+SAFE_GIT = ["git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "protocol.allow=never",
+            "-c", "core.symlinks=true"]
+GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C",
+           "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+
+
+class PromotionError(SmolError):
+    exit_code = 8
+
+
+@dataclass
+class PlannedChange:
+    path: str
+    current: FileState | None
+    after: FileState | None
+    merged: bool = False
+
+
+@dataclass
+class Plan:
+    changes: list[PlannedChange] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    already_applied: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.conflicts
+
+
+def _unsafe_parent(repo: Path, path: str) -> str | None:
+    """The first parent component that is not a real directory (a symlink, a file), or None."""
+    current = repo
+    for part in path.split("/")[:-1]:
+        current = current / part
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISDIR(mode):
+            return str(current.relative_to(repo))
+    return None
+
+
+def read_state(repo: Path, path: str) -> FileState | None:
+    """The real tree's state at a repo-relative path, never following symlinks (directories count as absent)."""
+    relative = normalize_path(path)
+    if _unsafe_parent(repo, relative) is not None:
+        return None
+    full = repo / relative
+    try:
+        st = os.lstat(full)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        return FileState("symlink", os.fsencode(os.readlink(full)))
+    if stat.S_ISREG(st.st_mode):
+        return FileState("file", full.read_bytes(), bool(st.st_mode & 0o100))
+    return None
+
+
+def _is_text(*states: FileState | None) -> bool:
+    return all(s is not None and s.kind == "file" and b"\x00" not in s.data[:8192] for s in states)
+
+
+def _merge(current: FileState, base: FileState, final: FileState) -> bytes | None:
+    with tempfile.TemporaryDirectory(prefix="smol-merge-") as scratch:
+        paths = []
+        for name, state in (("current", current), ("base", base), ("final", final)):
+            target = Path(scratch, name)
+            target.write_bytes(state.data)
+            paths.append(str(target))
+        result = subprocess.run([*SAFE_GIT, "merge-file", "-p", "--quiet", *paths], capture_output=True,
+                                env=GIT_ENV, cwd=scratch)
+    return result.stdout if result.returncode == 0 else None
+
+
+def make_plan(repo: Path, base_files: dict[str, FileState | None], final_files: dict[str, FileState | None],
+              paths: list[str]) -> Plan:
+    plan = Plan()
+    for path in sorted(set(paths)):
+        base, final, current = base_files.get(path), final_files.get(path), read_state(repo, path)
+        if current == final:
+            plan.already_applied.append(path)
+        elif current == base:
+            plan.changes.append(PlannedChange(path, current, final))
+        elif base is not None and current is not None and final is not None and _is_text(base, current, final):
+            merged = _merge(current, base, final)
+            if merged is None:
+                plan.conflicts.append(path)
+            else:
+                executable = final.executable if current.executable == base.executable else current.executable
+                plan.changes.append(PlannedChange(path, current, FileState("file", merged, executable), merged=True))
+        else:
+            plan.conflicts.append(path)
+    return plan
+
+
+@dataclass
+class _Backup:
+    state: FileState | None
+    mtime_ns: tuple[int, int] | None
+
+
+def apply_plan(repo: Path, plan: Plan, *, after_write: Callable[[str], None] | None = None) -> None:
+    """Write the plan into the tree; on any failure (or interrupt) restore every touched path and return the tree
+    to its previous bytes. `after_write` is called after each path is written (tests inject failures there)."""
+    if not plan.ok:
+        raise PromotionError("conflicts in: " + ", ".join(plan.conflicts))
+    backups: dict[str, _Backup] = {}
+    created_dirs: list[Path] = []
+    removed_dirs: list[Path] = []
+    for change in plan.changes:
+        full = repo / change.path
+        try:
+            st = os.lstat(full)
+            mtime: tuple[int, int] | None = (st.st_atime_ns, st.st_mtime_ns)
+        except FileNotFoundError:
+            mtime = None
+        backups[change.path] = _Backup(read_state(repo, change.path), mtime)
+    deletions = sorted((c for c in plan.changes if c.after is None), key=lambda c: -c.path.count("/"))
+    writes = sorted((c for c in plan.changes if c.after is not None), key=lambda c: c.path.count("/"))
+    try:
+        for change in deletions:
+            _remove(repo, change.path)
+            removed_dirs += _prune_empty_parents(repo, change.path)
+            if after_write:
+                after_write(change.path)
+        for change in writes:
+            assert change.after is not None
+            created_dirs += _make_parents(repo, change.path)
+            _write(repo, change.path, change.after)
+            if after_write:
+                after_write(change.path)
+    except BaseException:
+        _rollback(repo, backups, created_dirs, removed_dirs)
+        raise
+
+
+def _remove(repo: Path, path: str) -> None:
+    unsafe = _unsafe_parent(repo, path)
+    if unsafe is not None:
+        raise PromotionError(f"refusing to write through {unsafe}: it is not a real directory")
+    full = repo / path
+    if os.path.lexists(full) and not (os.path.isdir(full) and not os.path.islink(full)):
+        os.unlink(full)
+
+
+def _prune_empty_parents(repo: Path, path: str) -> list[Path]:
+    removed = []
+    parent = (repo / path).parent
+    while parent != repo:
+        try:
+            os.rmdir(parent)
+        except OSError:
+            break
+        removed.append(parent)
+        parent = parent.parent
+    return removed
+
+
+def _make_parents(repo: Path, path: str) -> list[Path]:
+    unsafe = _unsafe_parent(repo, path)
+    if unsafe is not None:
+        raise PromotionError(f"refusing to write through {unsafe}: it is not a real directory")
+    created = []
+    current = repo
+    for part in path.split("/")[:-1]:
+        current = current / part
+        if not os.path.lexists(current):
+            os.mkdir(current)
+            created.append(current)
+    return created
+
+
+def _write(repo: Path, path: str, state: FileState) -> None:
+    full = repo / path
+    if os.path.isdir(full) and not os.path.islink(full):
+        if any(os.scandir(full)):
+            raise PromotionError(f"cannot write {path}: a non-empty directory is in the way")
+        os.rmdir(full)
+    temporary = full.with_name(f".{full.name}.smol-tmp")
+    if os.path.lexists(temporary):
+        os.unlink(temporary)
+    if state.kind == "symlink":
+        os.symlink(os.fsdecode(state.data), temporary)
+    else:
+        mode = 0o755 if state.executable else 0o644
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(state.data)
+        os.chmod(temporary, mode & ~_umask())
+    os.replace(temporary, full)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _rollback(repo: Path, backups: dict[str, _Backup], created: list[Path], removed: list[Path]) -> None:
+    for directory in sorted(removed, key=lambda p: len(p.parts)):
+        os.makedirs(directory, exist_ok=True)
+    for path, backup in backups.items():
+        full = repo / path
+        if os.path.lexists(full) and not (os.path.isdir(full) and not os.path.islink(full)):
+            os.unlink(full)
+        if backup.state is not None:
+            os.makedirs(full.parent, exist_ok=True)
+            _write(repo, path, backup.state)
+            if backup.mtime_ns is not None:
+                os.utime(full, ns=backup.mtime_ns, follow_symlinks=False)
+    for directory in sorted(created, key=lambda p: -len(p.parts)):
+        try:
+            os.rmdir(directory)
+        except OSError:
+            pass
+
+
+def is_git_repo(repo: Path) -> bool:
+    return (repo / ".git").exists()
+
+
+def land_on_branch(repo: Path, plan: Plan, branch: str, message: str) -> str:
+    """Commit the plan on a new branch from HEAD with git plumbing: the working tree and index stay untouched."""
+    if not is_git_repo(repo):
+        raise PromotionError(f"{repo} is not a git repository: land the change in the working tree instead")
+    if not plan.ok:
+        raise PromotionError("conflicts in: " + ", ".join(plan.conflicts))
+    env = {**GIT_ENV, "GIT_DIR": str(repo / ".git"), "GIT_AUTHOR_NAME": "smol", "GIT_AUTHOR_EMAIL": "smol@localhost",
+           "GIT_COMMITTER_NAME": "smol", "GIT_COMMITTER_EMAIL": "smol@localhost"}
+    git = [*SAFE_GIT, "-c", f"safe.directory={repo}"]
+
+    def run(*args: str, data: bytes | None = None, extra: dict[str, str] | None = None) -> str:
+        result = subprocess.run([*git, *args], input=data, capture_output=True, env={**env, **(extra or {})},
+                                cwd=tempfile.gettempdir())
+        if result.returncode != 0:
+            raise PromotionError(f"git {args[0]} failed: {result.stderr.decode(errors='replace').strip()[:300]}")
+        return result.stdout.decode().strip()
+
+    if subprocess.run([*git, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"], env=env,
+                      capture_output=True).returncode == 0:
+        raise PromotionError(f"branch {branch} already exists: pick another name with --branch")
+    head = run("rev-parse", "HEAD")
+    with tempfile.TemporaryDirectory(prefix="smol-index-") as scratch:
+        index = {"GIT_INDEX_FILE": str(Path(scratch, "index"))}
+        run("read-tree", head, extra=index)
+        for change in plan.changes:
+            if change.after is None:
+                run("update-index", "--force-remove", "--", change.path, extra=index)
+                continue
+            blob = run("hash-object", "-w", "--stdin", data=change.after.data)
+            mode = "120000" if change.after.kind == "symlink" else ("100755" if change.after.executable else "100644")
+            run("update-index", "--add", "--cacheinfo", f"{mode},{blob},{change.path}", extra=index)
+        tree = run("write-tree", extra=index)
+    commit = run("commit-tree", tree, "-p", head, "-m", message)
+    run("update-ref", f"refs/heads/{branch}", commit, "0" * 40)
+    return commit

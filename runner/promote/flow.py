@@ -1,0 +1,240 @@
+"""Guarded promotion: guard -> plan -> re-verify in a fresh sandbox -> review -> guard and plan again -> write.
+
+Nothing is written unless every step agrees; the patch is saved before the review starts, so an interrupt or a
+rejection never loses the work.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from runner.promote.apply import Plan, PromotionError, apply_plan, land_on_branch, make_plan
+from runner.promote.guard import GuardReport, guard, parse_patch, sanitize_for_terminal, summarize
+from runner.sandbox.base import FileState
+
+if TYPE_CHECKING:
+    from runner.config import Settings
+    from runner.records import RunRecord, RunStore
+    from runner.sandbox.base import Sandbox
+
+PromoteMode = Literal["never", "ask", "auto-if-verified"]
+Echo = Callable[[str], None]
+ReviewAsker = Callable[[str, list[str]], str]
+"""(question, choices) -> one of the choices; raises EOFError/KeyboardInterrupt when the user leaves."""
+
+
+@dataclass
+class Verification:
+    status: str
+    """"passed", "failed", "no tests found", "skipped" or "error"."""
+    command: str | None = None
+    passed: int = 0
+    failed: int = 0
+    output_tail: str = ""
+
+    def render(self) -> str:
+        if self.status in ("passed", "failed"):
+            return f"{self.status} ({self.passed} passed, {self.failed} failed) with `{self.command}`"
+        return self.status
+
+
+def touched_paths(patch: bytes) -> list[str]:
+    paths: set[str] = set()
+    for change in parse_patch(patch):
+        for path in (change.old_path, change.new_path):
+            if path:
+                paths.add(path)
+    return sorted(paths)
+
+
+def capture_files(sandbox: Sandbox, patch: bytes) -> tuple[dict[str, FileState | None], dict[str, FileState | None]]:
+    """The base and final states of every path the patch touches (None where absent)."""
+    paths = touched_paths(patch)
+    base = sandbox.export_files(paths, original=True)
+    final = sandbox.export_files(paths)
+    return {p: base.get(p) for p in paths}, {p: final.get(p) for p in paths}
+
+
+def verify_plan(repo: Path, plan: Plan, settings: Settings, test_command: str | None) -> Verification:
+    """Apply the plan in a fresh sandbox built from the current real tree and run the tests there."""
+    from runner.sandbox.docker_sandbox import DockerSandbox
+    from runner.testcmd import NO_TESTS_EXIT_CODE, detect_test_command, parse_test_counts
+
+    with DockerSandbox(repo, settings) as box:
+        for change in plan.changes:
+            if change.after is None:
+                box.exec(["rm", "-f", "--", change.path])
+            elif change.after.kind == "symlink":
+                box.exec(["bash", "-c", 'mkdir -p -- "$(dirname -- "$2")" && ln -sfn -- "$1" "$2"', "link",
+                          change.after.data.decode("utf-8", "surrogateescape"), change.path])
+            else:
+                box.write(change.path, change.after.data, executable=change.after.executable)
+        command = test_command or detect_test_command(box.list_files("*"))
+        if command is None:
+            return Verification("no tests found")
+        result = box.exec(command, timeout=settings.sandbox_command_timeout)
+    counts = parse_test_counts(result.stdout + "\n" + result.stderr)
+    tail = "\n".join((result.stdout + result.stderr).splitlines()[-15:])
+    if result.exit_code == NO_TESTS_EXIT_CODE:
+        return Verification("no tests found", command, output_tail=tail)
+    status = "passed" if result.ok else "failed"
+    return Verification(status, command, counts["passed"], counts["failed"], tail)
+
+
+def render_diff(patch: bytes, *, color: bool) -> list[str]:
+    import click
+
+    lines = []
+    for raw in patch.decode("utf-8", errors="replace").splitlines():
+        line = sanitize_for_terminal(raw)
+        if not color:
+            lines.append(line)
+        elif line.startswith(("diff --git", "index ", "--- ", "+++ ", "new file", "deleted file", "rename ",
+                              "old mode", "new mode", "similarity")):
+            lines.append(click.style(line, bold=True))
+        elif line.startswith("@@"):
+            lines.append(click.style(line, fg="cyan"))
+        elif line.startswith("+"):
+            lines.append(click.style(line, fg="green"))
+        elif line.startswith("-"):
+            lines.append(click.style(line, fg="red"))
+        else:
+            lines.append(line)
+    return lines
+
+
+class Promoter:
+    def __init__(self, record: RunRecord, store: RunStore, settings: Settings, *, echo: Echo,
+                 ask: ReviewAsker | None, color: bool = False, patch_dir: Path | None = None) -> None:
+        self.record = record
+        self.store = store
+        self.settings = settings
+        self.echo = echo
+        self.ask = ask
+        self.color = color
+        self.repo = Path(record.repo)
+        self.patch_dir = patch_dir or store.path.parent / "patches"
+
+    def save_patch(self) -> Path:
+        self.patch_dir.mkdir(parents=True, exist_ok=True)
+        target = self.patch_dir / f"{self.record.id}.patch"
+        target.write_bytes(self.record.diff)
+        return target
+
+    def _finish(self, outcome: str, detail: str, **extra: Any) -> dict[str, Any]:
+        promotion = {"outcome": outcome, "detail": detail, "at": time.time(), **extra}
+        self.store.update(self.record.id, promotion=promotion)
+        self.echo(f"promotion: {outcome}" + (f" — {detail}" if detail else ""))
+        return promotion
+
+    def run(self, mode: PromoteMode, *, reverify: bool = True, land: str = "worktree",
+            branch: str | None = None) -> dict[str, Any]:
+        from opentelemetry import trace
+
+        with trace.get_tracer("smol.promotion").start_as_current_span("promotion") as span:
+            outcome = self._run(mode, reverify=reverify, land=land, branch=branch)
+            span.set_attributes({"promotion.mode": mode, "promotion.outcome": outcome["outcome"],
+                                 "promotion.detail": outcome["detail"][:500], "promotion.land": land})
+            return outcome
+
+    def _run(self, mode: PromoteMode, *, reverify: bool, land: str, branch: str | None) -> dict[str, Any]:
+        from opentelemetry import trace
+
+        record = self.record
+        if not record.diff:
+            return self._finish("nothing to promote", "the run changed nothing")
+        saved = self.save_patch()
+        report = guard(record.diff, self.repo)
+        self._show_report(report)
+        if not report.ok:
+            return self._finish("refused", f"the guard refused the change; the patch is saved at {saved}",
+                                refused=[asdict(f) for f in report.refused])
+        plan = make_plan(self.repo, record.base_files, record.final_files, touched_paths(record.diff))
+        if not plan.ok:
+            return self._finish("conflict", f"conflicting files: {', '.join(plan.conflicts)}; nothing was applied, "
+                                            f"the patch is saved at {saved}", conflicts=plan.conflicts)
+        verification = Verification("skipped")
+        if reverify:
+            self.echo("re-verifying the change in a fresh sandbox built from your current tree…")
+            with trace.get_tracer("smol.promotion").start_as_current_span("promotion.verify") as span:
+                verification = verify_plan(self.repo, plan, self.settings,
+                                           (record.summary.get("tests") or {}).get("command"))
+                span.set_attributes({"verify.status": verification.status, "verify.passed": verification.passed,
+                                     "verify.failed": verification.failed})
+        self.store.update(record.id, verification=asdict(verification))
+        self.echo(f"verification: {verification.render()}")
+        for line in render_diff(record.diff, color=self.color):
+            self.echo(line)
+
+        accepted = self._decide(mode, report, plan, verification)
+        if accepted is None:
+            return self._finish("saved", f"not applied; the patch is saved at {saved} "
+                                         f"(`smol promote {record.id}` brings it back)")
+        # The tree may have changed during the review: guard and plan again right before writing.
+        report = guard(record.diff, self.repo)
+        if not report.ok:
+            return self._finish("refused", "the guard refused the change on the second check")
+        plan = make_plan(self.repo, record.base_files, record.final_files, touched_paths(record.diff))
+        if not plan.ok:
+            return self._finish("conflict", f"the tree changed during review; conflicting files: "
+                                            f"{', '.join(plan.conflicts)}; nothing was applied", conflicts=plan.conflicts)
+        plan.changes = [c for c in plan.changes if c.path in accepted]
+        if not plan.changes:
+            return self._finish("saved", f"no file was approved; the patch is saved at {saved}")
+        if land == "branch":
+            name = branch or f"smol/{record.id}"
+            commit = land_on_branch(self.repo, plan, name, f"smol: {record.task}\n\nrun {record.id}")
+            return self._finish("applied", f"committed {len(plan.changes)} file(s) on branch {name} ({commit[:12]})",
+                                files=[c.path for c in plan.changes], branch=name, commit=commit)
+        apply_plan(self.repo, plan)
+        merged = [c.path for c in plan.changes if c.merged]
+        detail = f"{len(plan.changes)} file(s) written to the working tree"
+        if merged:
+            detail += f" ({len(merged)} merged three-way: {', '.join(merged)})"
+        return self._finish("applied", detail, files=[c.path for c in plan.changes], merged=merged)
+
+    def _show_report(self, report: GuardReport) -> None:
+        self.echo("changes:")
+        for line in summarize(report):
+            self.echo(f"  {line}")
+        for finding in report.refused:
+            self.echo(f"  REFUSED {sanitize_for_terminal(finding.path)}: {finding.reason}")
+        for finding in report.flagged:
+            self.echo(f"  NEEDS CONFIRMATION {sanitize_for_terminal(finding.path)}: {finding.reason}")
+
+    def _decide(self, mode: PromoteMode, report: GuardReport, plan: Plan,
+                verification: Verification) -> set[str] | None:
+        """The set of paths to write, or None to keep the change as a saved patch only."""
+        all_paths = {c.path for c in plan.changes}
+        flagged = {f.path for f in report.flagged}
+        if mode == "never":
+            return None
+        if mode == "auto-if-verified":
+            if verification.status != "passed":
+                self.echo(f"not applied automatically: verification {verification.status}")
+                return None
+            if flagged:
+                self.echo("not applied automatically: some files need explicit confirmation")
+                return None
+            return all_paths
+        if self.ask is None:
+            return None
+        choice = self.ask("apply: [a]ll, [f]ile by file, [r]eject, [s]ave for later?", ["a", "f", "r", "s"])
+        if choice in ("r", "s"):
+            return None
+        chosen = set(all_paths)
+        if choice == "f":
+            chosen = {p for p in sorted(all_paths)
+                      if self.ask(f"apply {sanitize_for_terminal(p)}? [y/n]", ["y", "n"]) == "y"}
+        for path in sorted(flagged & chosen):
+            reason = next(f.reason for f in report.flagged if f.path == path)
+            if self.ask(f"{sanitize_for_terminal(path)} {reason}: really apply it? [y/n]", ["y", "n"]) != "y":
+                chosen.discard(path)
+        return chosen
+
+
+__all__ = ["PromoteMode", "Promoter", "PromotionError", "Verification", "capture_files", "touched_paths"]
