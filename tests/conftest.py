@@ -7,6 +7,7 @@ import hashlib
 import os
 import stat
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,9 @@ import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+# Run records and saved patches of the suite go to a scratch state directory, never the developer's own.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="smol-test-state-")
+os.environ.pop("RUNS_DB", None)
 
 REPO_OWNER = 1000
 """Test repos belong to an ordinary user (uid 1000), as a developer's checkout would; CI runs as root."""

@@ -1,0 +1,1 @@
+"""Guarded promotion of a sandbox change into the real tree."""

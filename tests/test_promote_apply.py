@@ -1,0 +1,144 @@
+"""Writing a change into a real git repo: plans, three-way merges, conflicts, atomicity, branch landing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from runner.promote.apply import Plan, PromotionError, apply_plan, land_on_branch, make_plan, read_state
+from runner.sandbox.base import FileState
+from tests.conftest import git, tree_fingerprint
+
+
+def f(text: str, executable: bool = False) -> FileState:
+    return FileState("file", text.encode(), executable)
+
+
+@pytest.fixture
+def repo(make_repo: Callable[..., Path]) -> Path:
+    return make_repo(owner=None, files={
+        "a.txt": "one\ntwo\nthree\nfour\nfive\n",
+        "b.txt": "bee\n",
+        "dir/c.txt": "sea\n",
+        "link": "placeholder",
+    }, dirty=False)
+
+
+def test_plan_and_apply_every_kind_of_change(repo: Path) -> None:
+    (repo / "link").unlink()
+    os.symlink("a.txt", repo / "link")
+    base = {"a.txt": f("one\ntwo\nthree\nfour\nfive\n"), "b.txt": f("bee\n"), "dir/c.txt": f("sea\n"),
+            "new/deep/d.sh": None, "link": FileState("symlink", b"a.txt")}
+    final = {"a.txt": f("one\nTWO\nthree\nfour\nfive\n"), "b.txt": None, "dir/c.txt": f("sea\n", executable=True),
+             "new/deep/d.sh": f("#!/bin/sh\n", executable=True), "link": FileState("symlink", b"b.txt")}
+    plan = make_plan(repo, base, final, list(base))
+    assert plan.ok and not plan.already_applied
+    apply_plan(repo, plan)
+    assert (repo / "a.txt").read_text() == "one\nTWO\nthree\nfour\nfive\n"
+    assert not (repo / "b.txt").exists()
+    assert os.access(repo / "dir/c.txt", os.X_OK) and os.access(repo / "new/deep/d.sh", os.X_OK)
+    assert os.readlink(repo / "link") == "b.txt"
+    assert {p: read_state(repo, p) for p in final} == final
+    again = make_plan(repo, base, final, list(base))
+    assert again.changes == [] and sorted(again.already_applied) == sorted(final)
+
+
+def test_user_edits_elsewhere_merge_three_way(repo: Path) -> None:
+    base = {"a.txt": f("one\ntwo\nthree\nfour\nfive\n")}
+    final = {"a.txt": f("one\nTWO\nthree\nfour\nfive\n")}
+    (repo / "a.txt").write_text("one\ntwo\nthree\nfour\nFIVE\n")  # the user, meanwhile
+    plan = make_plan(repo, base, final, ["a.txt"])
+    assert plan.ok and plan.changes[0].merged
+    apply_plan(repo, plan)
+    assert (repo / "a.txt").read_text() == "one\nTWO\nthree\nfour\nFIVE\n"
+
+
+def test_overlapping_edits_conflict_and_nothing_is_written(repo: Path) -> None:
+    base = {"a.txt": f("one\ntwo\nthree\nfour\nfive\n"), "b.txt": f("bee\n")}
+    final = {"a.txt": f("one\nTWO\nthree\nfour\nfive\n"), "b.txt": f("BEE\n")}
+    (repo / "a.txt").write_text("one\nzwei\nthree\nfour\nfive\n")
+    before = tree_fingerprint(repo)
+    plan = make_plan(repo, base, final, ["a.txt", "b.txt"])
+    assert plan.conflicts == ["a.txt"]
+    with pytest.raises(PromotionError, match="a.txt"):
+        apply_plan(repo, plan)
+    assert tree_fingerprint(repo) == before
+
+
+def test_a_failure_in_the_middle_leaves_the_tree_byte_identical(repo: Path) -> None:
+    base = {"a.txt": f("one\ntwo\nthree\nfour\nfive\n"), "b.txt": f("bee\n"), "dir/c.txt": f("sea\n"),
+            "x/y/new.txt": None}
+    final = {"a.txt": f("changed\n"), "b.txt": None, "dir/c.txt": None, "x/y/new.txt": f("new\n")}
+    before = tree_fingerprint(repo)
+    plan = make_plan(repo, base, final, list(base))
+    written: list[str] = []
+
+    def explode(path: str) -> None:
+        written.append(path)
+        if len(written) == 3:
+            raise OSError("disk on fire")
+
+    with pytest.raises(OSError, match="disk on fire"):
+        apply_plan(repo, plan, after_write=explode)
+    assert len(written) == 3
+    assert tree_fingerprint(repo) == before
+    assert not (repo / "x").exists()
+
+
+def test_ctrl_c_in_the_middle_rolls_back_too(repo: Path) -> None:
+    base = {"a.txt": f("one\ntwo\nthree\nfour\nfive\n"), "b.txt": f("bee\n")}
+    final = {"a.txt": f("A\n"), "b.txt": f("B\n")}
+    before = tree_fingerprint(repo)
+
+    def interrupt(path: str) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        apply_plan(repo, make_plan(repo, base, final, list(base)), after_write=interrupt)
+    assert tree_fingerprint(repo) == before
+
+
+def test_never_writes_through_a_symlinked_directory(repo: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, repo / "escape")
+    plan = Plan()
+    from runner.promote.apply import PlannedChange
+
+    plan.changes.append(PlannedChange("escape/evil.txt", None, f("pwned\n")))
+    with pytest.raises(PromotionError, match="not a real directory"):
+        apply_plan(repo, plan)
+    assert list(outside.iterdir()) == []
+    assert read_state(repo, "escape/evil.txt") is None
+
+
+def test_land_on_a_new_branch_keeps_the_working_tree(repo: Path) -> None:
+    head = git(repo, "rev-parse", "HEAD").strip()
+    before = tree_fingerprint(repo, include_git=False)
+    base = {"a.txt": f("one\ntwo\nthree\nfour\nfive\n"), "added.sh": None, "b.txt": f("bee\n")}
+    final = {"a.txt": f("edited\n"), "added.sh": f("#!/bin/sh\n", executable=True), "b.txt": None}
+    commit = land_on_branch(repo, make_plan(repo, base, final, list(base)), "smol/test", "smol: test change")
+    assert tree_fingerprint(repo, include_git=False) == before
+    assert git(repo, "status", "--porcelain") == ""
+    assert git(repo, "rev-parse", "smol/test").strip() == commit
+    assert git(repo, "rev-parse", "smol/test~1").strip() == head
+    assert git(repo, "show", "smol/test:a.txt") == "edited\n"
+    assert "100755" in git(repo, "ls-tree", "smol/test", "added.sh")
+    assert git(repo, "ls-tree", "smol/test", "b.txt") == ""
+    with pytest.raises(PromotionError, match="already exists"):
+        land_on_branch(repo, make_plan(repo, base, final, list(base)), "smol/test", "again")
+
+
+def test_hooks_never_run(repo: Path) -> None:
+    hook = repo / ".git" / "hooks" / "post-commit"
+    marker = repo.parent / "hook-ran"
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    hook.chmod(0o755)
+    base = {"b.txt": f("bee\n")}
+    land_on_branch(repo, make_plan(repo, base, {"b.txt": f("B\n")}, ["b.txt"]), "smol/hooks", "x")
+    assert not marker.exists()
+    subprocess.run(["git", "-C", str(repo), "fsck", "--no-progress"], check=True, capture_output=True)
