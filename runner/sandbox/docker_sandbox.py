@@ -121,6 +121,7 @@ class DockerSandbox(Sandbox):
         self._labels = labels.for_session(self.session)
         self._containers: list[Container] = []
         self._volumes: list[str] = []
+        self._mountpoints: dict[str, str] = {}
         self._box: Container | None = None
         self._info: SandboxInfo | None = None
         self._lock = threading.RLock()
@@ -264,16 +265,17 @@ class DockerSandbox(Sandbox):
 
     def _volume(self, role: str, driver_opts: dict[str, str] | None = None) -> str:
         name = f"smol-{self.session}-{role}"
-        self.client.volumes.create(name, driver="local", driver_opts=driver_opts or {},
-                                   labels=labels.with_role(self._labels, role))
+        volume = self.client.volumes.create(name, driver="local", driver_opts=driver_opts or {},
+                                            labels=labels.with_role(self._labels, role))
         self._volumes.append(name)
+        self._mountpoints[name] = volume.attrs.get("Mountpoint") or self.client.api.inspect_volume(name)["Mountpoint"]
         return name
 
     def _tmpfs_volume(self, role: str, uid: int, gid: int, mode: int) -> str:
         options = f"size={self.settings.sandbox_disk},uid={uid},gid={gid},mode={mode & 0o7777:o}"
         return self._volume(role, {"type": "tmpfs", "device": "tmpfs", "o": options})
 
-    def _run(self, image: str, role: str, mounts: list[Any], **options: Any) -> Container:
+    def _create(self, image: str, role: str, mounts: list[Any], **options: Any) -> Container:
         import docker.errors
 
         try:
@@ -284,6 +286,11 @@ class DockerSandbox(Sandbox):
         except docker.errors.APIError as error:
             raise SandboxError(f"creating the sandbox failed: {error.explanation or error}") from None
         self._containers.append(container)
+        return container
+
+    def _start_container(self, container: Container, role: str) -> None:
+        import docker.errors
+
         try:
             container.start()
         except docker.errors.APIError as error:
@@ -291,22 +298,48 @@ class DockerSandbox(Sandbox):
             if role == "box" and ("mount" in text or "overlay" in text or "no such file" in text.lower()):
                 raise _FallBack(f"the engine could not mount the overlay ({text.splitlines()[0][:160]})") from None
             raise SandboxError(f"starting the sandbox failed: {text}") from None
+
+    def _run(self, image: str, role: str, mounts: list[Any], **options: Any) -> Container:
+        container = self._create(image, role, mounts, **options)
+        self._start_container(container, role)
         return container
+
+    def _keeper_options(self, uid: int, gid: int) -> dict[str, Any]:
+        options = self._hardening(uid, gid)
+        options.update(mem_limit=64 * 1024**2, memswap_limit=64 * 1024**2, pids_limit=16,
+                       nano_cpus=100_000_000, network_mode="none", tmpfs={})
+        return options
 
     def _keeper(self, image: str, uid: int, gid: int, volume: str) -> Container:
         from docker.types import Mount
 
-        options = self._hardening(uid, gid)
-        options.update(mem_limit=64 * 1024**2, memswap_limit=64 * 1024**2, pids_limit=16,
-                       nano_cpus=100_000_000, network_mode="none", tmpfs={})
-        return self._run(image, "keeper", [Mount("/keep", volume, type="volume", no_copy=True)], **options)
+        return self._run(image, "keeper", [Mount("/keep", volume, type="volume", no_copy=True)],
+                         **self._keeper_options(uid, gid))
 
     def _start_overlay(self, repo: Path, image: str, uid: int, gid: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         from docker.types import Mount
 
         root = repo.stat()
         scratch = self._tmpfs_volume("scratch", uid, gid, 0o700)
-        keeper = self._keeper(image, uid, gid, scratch)
+        mountpoint = self._mountpoints[scratch]
+        overlay = self._volume("overlay", {
+            "type": "overlay", "device": "overlay",
+            "o": f"lowerdir={mountpoint}/lower,upperdir={mountpoint}/upper,workdir={mountpoint}/work",
+        })
+        box_mounts = [
+            Mount(WORKSPACE, overlay, type="volume", no_copy=True),
+            Mount(SCRATCH, scratch, type="volume", read_only=True, no_copy=True),
+            Mount(BASE, str(repo), type="bind", read_only=True),
+        ]
+        keeper_mounts = [Mount("/keep", scratch, type="volume", no_copy=True)]
+        # Both containers are created at once; only the starts must wait for each other.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            keeper_future = pool.submit(self._create, image, "keeper", keeper_mounts, **self._keeper_options(uid, gid))
+            box_future = pool.submit(self._create, image, "box", box_mounts, **self._hardening(uid, gid))
+            keeper, box = keeper_future.result(), box_future.result()
+        self._start_container(keeper, "keeper")
         layout = io.BytesIO()
         with tarfile.open(fileobj=layout, mode="w") as archive:
             for name, mode in (("upper", root.st_mode), ("work", 0o700)):
@@ -320,24 +353,34 @@ class DockerSandbox(Sandbox):
             archive.addfile(link)
         if not keeper.put_archive("/keep", layout.getvalue()):
             raise SandboxError("preparing the overlay failed")
-        mountpoint = self.client.api.inspect_volume(scratch)["Mountpoint"]
-        overlay = self._volume("overlay", {
-            "type": "overlay", "device": "overlay",
-            "o": f"lowerdir={mountpoint}/lower,upperdir={mountpoint}/upper,workdir={mountpoint}/work",
-        })
-        mounts = [
-            Mount(WORKSPACE, overlay, type="volume", no_copy=True),
-            Mount(SCRATCH, scratch, type="volume", read_only=True, no_copy=True),
-            Mount(BASE, str(repo), type="bind", read_only=True),
-        ]
-        self._box = self._run(image, "box", mounts, **self._hardening(uid, gid))
-        # The daemon must see the same tree we do (it may run elsewhere, e.g. in a VM).
-        seen = self._exec_raw(["ls", "-A1", WORKSPACE], timeout=30, user=f"{uid}:{gid}", output_limit=1 << 20)
-        expected = sorted(name for name in os.listdir(repo))
-        if seen.exit_code != 0 or sorted(seen.stdout.decode(errors="surrogateescape").splitlines()) != [
-            name for name in expected
-        ]:
+        self._start_container(box, "box")
+        self._box = box
+        if not self._daemon_sees(box, root, f"{uid}:{gid}"):
             raise _FallBack("the engine sees a different tree at the repo path")
+
+    def _daemon_sees(self, box: Container, root: os.stat_result, user: str) -> bool:
+        """Whether the daemon mounted the very directory we stat (it may run elsewhere, e.g. in a VM)."""
+        import base64
+        import json
+        from datetime import datetime
+
+        try:
+            response = self.client.api.head(self.client.api._url("/containers/{0}/archive", box.id),
+                                              params={"path": BASE})
+            response.raise_for_status()
+            seen = json.loads(base64.b64decode(response.headers["X-Docker-Container-Path-Stat"]))
+            stamp = str(seen["mtime"])
+            whole, _, fraction = stamp.partition(".")
+            digits = "".join(ch for ch in fraction if ch.isdigit())
+            zone = fraction[len(digits):] or "Z"
+            moment = datetime.fromisoformat(whole + zone.replace("Z", "+00:00"))
+            seen_ns = int(moment.timestamp()) * 10**9 + int((digits + "0" * 9)[:9])
+            return seen_ns == root.st_mtime_ns and (int(seen["mode"]) & 0o777) == (root.st_mode & 0o777)
+        except Exception:  # noqa: BLE001 - an engine without this API gets the slower check
+            listing = self._exec_raw(["ls", "-A1", BASE], timeout=30, user=user,
+                                     output_limit=1 << 20)
+            return listing.exit_code == 0 and sorted(listing.stdout.decode(errors="surrogateescape").splitlines()) \
+                == sorted(os.listdir(self.repo))
 
     def _start_copy(self, repo: Path, image: str, uid: int, gid: int) -> None:
         from docker.types import Mount
