@@ -126,12 +126,14 @@ class DockerSandbox(Sandbox):
         self._info: SandboxInfo | None = None
         self._lock = threading.RLock()
         self._closed = False
+        self._owns_client = False
 
     # ------------------------------------------------------------------ lifecycle
     @property
     def client(self) -> DockerClient:
         if self._client is None:
             self._client = connect()
+            self._owns_client = True
         return self._client
 
     @property
@@ -176,6 +178,9 @@ class DockerSandbox(Sandbox):
             self._closed = True
             self._remove_all()
             self._box = None
+            if self._owns_client and self._client is not None:
+                self._client.close()
+                self._client, self._owns_client = None, False
 
     def _box_id(self) -> str:
         assert self._box is not None
@@ -326,7 +331,10 @@ class DockerSandbox(Sandbox):
         mountpoint = self._mountpoints[scratch]
         overlay = self._volume("overlay", {
             "type": "overlay", "device": "overlay",
-            "o": f"lowerdir={mountpoint}/lower,upperdir={mountpoint}/upper,workdir={mountpoint}/work",
+            # redirect_dir/metacopy off: every changed path is a real entry in the upper layer, which the diff
+            # reads; a renamed directory must not become a redirect that hides its files.
+            "o": f"lowerdir={mountpoint}/lower,upperdir={mountpoint}/upper,workdir={mountpoint}/work,"
+                 "redirect_dir=off,metacopy=off",
         })
         box_mounts = [
             Mount(WORKSPACE, overlay, type="volume", no_copy=True),

@@ -1,0 +1,203 @@
+"""Promotion end to end: `smol run` / `smol promote` / `smol replay` / `smol runs` through the real executable, real
+git repos, the real sandbox (re-verification included), a scripted model. Interactive review runs on a real pty."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import git, tree_fingerprint
+from tests.fake_ollama import Answer, FakeOllama, final, tool
+from tests.test_agent_e2e import BUGGY
+
+SMOL = str(Path(sys.executable).with_name("smol"))
+
+FIX = [
+    tool("propose_patch", path="src/app.py", old_text="def add(a, b):\n    return a - b",
+         new_text="def add(a, b):\n    return a + b"),
+    tool("apply_patch", patch_id="p1"),
+    tool("run_tests"),
+    final("fixed add"),
+]
+
+
+@pytest.fixture
+def repo(make_repo: Callable[..., Path], sandbox_image: str) -> Path:
+    return make_repo("calc", files=BUGGY, dirty=False)
+
+
+def smol_run(repo: Path, script: list[Answer], *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    with FakeOllama(list(script)) as fake:
+        env = {**os.environ, "MODEL_API_BASE": fake.url, "PHOENIX_ENABLED": "false"}
+        result = subprocess.run([SMOL, "run", "Fix add", "--repo", str(repo), "--json", *args], env=env,
+                                capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result, json.loads(result.stdout)
+
+
+def smol(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PHOENIX_ENABLED": "false"}
+    return subprocess.run([SMOL, *args], env=env, capture_output=True, text=True, timeout=600,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_auto_if_verified_applies_a_verified_fix(repo: Path) -> None:
+    result, summary = smol_run(repo, FIX, "--promote", "auto-if-verified")
+    assert result.returncode == 0, result.stderr
+    assert summary["promotion"]["outcome"] == "applied", summary["promotion"]
+    assert "return a + b" in (repo / "src/app.py").read_text()
+    assert "verification: passed (2 passed, 0 failed)" in result.stderr
+    shown = json.loads(smol("runs", "show", summary["run_id"], "--json").stdout)
+    assert shown["verification"]["status"] == "passed"
+    assert shown["promotion"]["outcome"] == "applied"
+    assert [step["tool"] for step in shown["steps"]] == ["propose_patch", "apply_patch", "run_tests"]
+    listing = json.loads(smol("runs", "list", "--json").stdout)
+    assert any(run["id"] == summary["run_id"] and run["promotion"] == "applied" for run in listing)
+
+
+def test_no_tty_never_applies_and_promote_brings_it_back(repo: Path) -> None:
+    before = tree_fingerprint(repo)
+    result, summary = smol_run(repo, FIX)
+    assert result.returncode == 0
+    assert summary["promotion"]["outcome"] == "saved"
+    assert tree_fingerprint(repo) == before
+    saved = Path(summary["promotion"]["detail"].split("saved at ")[1].split(" ")[0])
+    assert "+    return a + b" in saved.read_text()
+    later = smol("promote", summary["run_id"], "--promote", "auto-if-verified")
+    assert later.returncode == 0, later.stderr
+    assert "promotion: applied" in later.stdout
+    assert "return a + b" in (repo / "src/app.py").read_text()
+
+
+def test_user_edits_since_the_run_merge_or_conflict(repo: Path) -> None:
+    _, summary = smol_run(repo, FIX, "--promote", "never")
+    app = repo / "src/app.py"
+    app.write_text(app.read_text().replace("def sub(a, b):\n    return a - b", "def sub(a, b):\n    return a - b  # ok"))
+    merged = smol("promote", summary["run_id"], "--promote", "auto-if-verified")
+    assert merged.returncode == 0, merged.stdout + merged.stderr
+    assert "merged three-way" in merged.stdout
+    assert app.read_text() == "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b  # ok\n"
+
+
+def test_overlapping_edit_is_a_conflict_and_nothing_is_written(repo: Path) -> None:
+    _, summary = smol_run(repo, FIX, "--promote", "never")
+    app = repo / "src/app.py"
+    app.write_text(app.read_text().replace("    return a - b\n\n\ndef sub", "    return -(b - a)\n\n\ndef sub"))
+    before = tree_fingerprint(repo)
+    conflict = smol("promote", summary["run_id"], "--promote", "auto-if-verified")
+    assert conflict.returncode == 8
+    assert "conflicting files: src/app.py" in conflict.stdout
+    assert tree_fingerprint(repo) == before
+
+
+def test_code_running_files_are_never_applied_automatically(repo: Path) -> None:
+    script = [tool("propose_patch", path="conftest.py", old_text="", new_text="import os\n"),
+              tool("apply_patch", patch_id="p1"), final("added a conftest")]
+    before = tree_fingerprint(repo)
+    result, summary = smol_run(repo, script, "--promote", "auto-if-verified")
+    assert summary["promotion"]["outcome"] == "saved"
+    assert "NEEDS CONFIRMATION conftest.py" in result.stderr
+    assert tree_fingerprint(repo) == before
+
+
+def test_land_on_a_branch(repo: Path) -> None:
+    before = tree_fingerprint(repo, include_git=False)
+    _, summary = smol_run(repo, FIX, "--promote", "auto-if-verified", "--land", "branch", "--branch", "smol/fix")
+    assert summary["promotion"]["outcome"] == "applied" and summary["promotion"]["branch"] == "smol/fix"
+    assert tree_fingerprint(repo, include_git=False) == before
+    assert "return a + b" in git(repo, "show", "smol/fix:src/app.py")
+
+
+def test_a_plain_directory_is_supported(make_repo: Callable[..., Path], sandbox_image: str) -> None:
+    import shutil
+
+    repo = make_repo("plain", files=BUGGY, dirty=False)
+    shutil.rmtree(repo / ".git")
+    _, summary = smol_run(repo, FIX, "--promote", "auto-if-verified")
+    assert summary["promotion"]["outcome"] == "applied"
+    assert "return a + b" in (repo / "src/app.py").read_text()
+
+
+def test_replay_reproduces_the_recorded_diff(repo: Path) -> None:
+    _, summary = smol_run(repo, FIX, "--promote", "never")
+    replay = smol("replay", summary["run_id"])
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert "the diff is identical" in replay.stdout
+    # After promotion the tree moved on; replay still starts from the recorded base.
+    assert smol("promote", summary["run_id"], "--promote", "auto-if-verified").returncode == 0
+    again = smol("replay", summary["run_id"])
+    assert again.returncode == 0 and "identical" in again.stdout
+
+
+class Terminal:
+    """`smol` on a real pseudo-terminal, answered like a person would."""
+
+    def __init__(self, *args: str) -> None:
+        self.master, slave = pty.openpty()
+        env = {**os.environ, "PHOENIX_ENABLED": "false", "TERM": "dumb"}
+        self.process = subprocess.Popen([SMOL, *args], stdin=slave, stdout=slave, stderr=slave, env=env,
+                                        start_new_session=True)
+        os.close(slave)
+        self.output = b""
+
+    def expect(self, text: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.output:
+            assert time.monotonic() < deadline, self.output.decode(errors="replace")[-3000:]
+            ready, _, _ = select.select([self.master], [], [], 1)
+            if ready:
+                try:
+                    self.output += os.read(self.master, 65536)
+                except OSError:
+                    break
+        assert text.encode() in self.output, self.output.decode(errors="replace")[-3000:]
+
+    def send(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def wait(self) -> int:
+        code = self.process.wait(timeout=120)
+        os.close(self.master)
+        return code
+
+
+def test_interactive_review_file_by_file(repo: Path) -> None:
+    script = [tool("propose_patch", path="src/app.py", old_text="    return a - b\n\n\ndef sub",
+                   new_text="    return a + b\n\n\ndef sub"),
+              tool("apply_patch", patch_id="p1"),
+              tool("propose_patch", path="NOTES.md", old_text="", new_text="notes\n"),
+              tool("apply_patch", patch_id="p2"), final("two files")]
+    _, summary = smol_run(repo, script, "--promote", "never")
+    term = Terminal("promote", summary["run_id"], "--no-verify")
+    term.expect("[a]ll, [f]ile by file")
+    term.send("f\n")
+    term.expect("apply NOTES.md?")
+    term.send("n\n")
+    term.expect("apply src/app.py?")
+    term.send("y\n")
+    term.expect("promotion: applied")
+    assert term.wait() == 0
+    assert "return a + b" in (repo / "src/app.py").read_text()
+    assert not (repo / "NOTES.md").exists()
+
+
+def test_ctrl_c_during_review_changes_nothing(repo: Path) -> None:
+    _, summary = smol_run(repo, FIX, "--promote", "never")
+    before = tree_fingerprint(repo)
+    term = Terminal("promote", summary["run_id"], "--no-verify")
+    term.expect("[a]ll, [f]ile by file")
+    os.killpg(term.process.pid, signal.SIGINT)
+    assert term.wait() == 130
+    assert b"Traceback" not in term.output
+    assert tree_fingerprint(repo) == before
