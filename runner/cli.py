@@ -35,8 +35,9 @@ class SmolGroup(click.Group):
         except SmolError as error:
             click.echo(f"smol: error: {error}", err=True)
             ctx.exit(error.exit_code)
-        except KeyboardInterrupt:
-            click.echo("smol: interrupted; the sandbox was removed and your tree is unchanged", err=True)
+        except (KeyboardInterrupt, click.exceptions.Abort):
+            # click turns Ctrl-C at a prompt into Abort; either way nothing was written.
+            click.echo("\nsmol: interrupted; the sandbox was removed and your tree is unchanged", err=True)
             ctx.exit(130)
 
 

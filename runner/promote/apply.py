@@ -191,6 +191,9 @@ def _make_parents(repo: Path, path: str) -> list[Path]:
         current = current / part
         if not os.path.lexists(current):
             os.mkdir(current)
+            owner = _owner_for(current.parent)
+            if owner is not None:
+                os.lchown(current, *owner)
             created.append(current)
     return created
 
@@ -204,6 +207,7 @@ def _write(repo: Path, path: str, state: FileState) -> None:
     temporary = full.with_name(f".{full.name}.smol-tmp")
     if os.path.lexists(temporary):
         os.unlink(temporary)
+    owner = _owner_for(full)
     if state.kind == "symlink":
         os.symlink(os.fsdecode(state.data), temporary)
     else:
@@ -212,7 +216,23 @@ def _write(repo: Path, path: str, state: FileState) -> None:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(state.data)
         os.chmod(temporary, mode & ~_umask())
+    if owner is not None:
+        os.lchown(temporary, *owner)
     os.replace(temporary, full)
+
+
+def _owner_for(full: Path) -> tuple[int, int] | None:
+    """When smol runs as root on someone's tree, what it writes keeps that someone as owner: the replaced file's
+    owner, else the directory's."""
+    if os.geteuid() != 0:
+        return None
+    for candidate in (full, full.parent):
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            continue
+        return st.st_uid, st.st_gid
+    return None
 
 
 def _umask() -> int:
