@@ -202,9 +202,11 @@ class Promoter:
         for line in summarize(report):
             self.echo(f"  {line}")
         for finding in report.refused:
-            self.echo(f"  REFUSED {sanitize_for_terminal(finding.path)}: {finding.reason}")
+            self.echo(f"  REFUSED {sanitize_for_terminal(finding.path or '(whole change)', single_line=True)}: "
+                      f"{finding.reason}")
         for finding in report.flagged:
-            self.echo(f"  NEEDS CONFIRMATION {sanitize_for_terminal(finding.path)}: {finding.reason}")
+            self.echo(f"  NEEDS CONFIRMATION {sanitize_for_terminal(finding.path or '(whole change)', single_line=True)}"
+                      f": {finding.reason}")
 
     def _decide(self, mode: PromoteMode, report: GuardReport, plan: Plan,
                 verification: Verification) -> set[str] | None:
@@ -226,13 +228,17 @@ class Promoter:
         choice = self.ask("apply: [a]ll, [f]ile by file, [r]eject, [s]ave for later?", ["a", "f", "r", "s"])
         if choice in ("r", "s"):
             return None
+        for finding in report.flagged:
+            if not finding.path and self.ask(f"the change as a whole: {finding.reason}; go on? [y/n]", ["y", "n"]) != "y":
+                return None
         chosen = set(all_paths)
         if choice == "f":
             chosen = {p for p in sorted(all_paths)
-                      if self.ask(f"apply {sanitize_for_terminal(p)}? [y/n]", ["y", "n"]) == "y"}
+                      if self.ask(f"apply {sanitize_for_terminal(p, single_line=True)}? [y/n]", ["y", "n"]) == "y"}
         for path in sorted(flagged & chosen):
             reason = next(f.reason for f in report.flagged if f.path == path)
-            if self.ask(f"{sanitize_for_terminal(path)} {reason}: really apply it? [y/n]", ["y", "n"]) != "y":
+            if self.ask(f"{sanitize_for_terminal(path, single_line=True)} {reason}: really apply it? [y/n]",
+                        ["y", "n"]) != "y":
                 chosen.discard(path)
         return chosen
 
