@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -137,7 +137,6 @@ def _start_session(ctx: click.Context, repo: Path, as_json: bool) -> Any:
     from runner.agent.model import preflight
     from runner.agent.session import AgentSession
     from runner.sandbox.docker_sandbox import DockerSandbox, check_repo
-
     from runner.tracing import Tracing
 
     settings = _settings()
@@ -231,17 +230,30 @@ def _record_run(session: Any, task: str, repo: Path, outcome: Any, patch: bytes,
 
 
 def _base_state(repo: Path) -> dict[str, Any]:
+    """The commit the run started from. Only `rev-parse`: host-side git never runs filters or hooks here."""
     import subprocess
 
     from runner.promote.apply import GIT_ENV, SAFE_GIT
 
-    git = [*SAFE_GIT, "-c", f"safe.directory={repo}", "-C", str(repo)]
-    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, env=GIT_ENV)
-    status = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True,
-                            env={**GIT_ENV, "GIT_OPTIONAL_LOCKS": "0"})
-    if head.returncode != 0:
-        return {"vcs": "none"}
-    return {"vcs": "git", "head": head.stdout.strip(), "dirty_files": len(status.stdout.splitlines())}
+    head = subprocess.run([*SAFE_GIT, "-c", f"safe.directory={repo}", "-C", str(repo), "rev-parse", "HEAD"],
+                          capture_output=True, text=True, env=GIT_ENV)
+    return {"vcs": "git", "head": head.stdout.strip()} if head.returncode == 0 else {"vcs": "none"}
+
+
+def _conclude(ctx: click.Context, session: Any, task: str, repo: Path, outcome: Any, patch_out: Path | None,
+              as_json: bool, promote_mode: str | None, reverify: bool, land: str, branch: str | None) -> None:
+    """Summary, run record, then promotion, once the sandbox is gone; exits with the run's code."""
+    patch = session.sandbox.diff()
+    summary = session.summary(outcome, patch)
+    record, store = _record_run(session, task, repo, outcome, patch, summary)
+    session.sandbox.close()  # the overlay must be gone before anything is written to the real tree
+    summary["run_id"] = record.id
+    code = _finish(summary, outcome, patch, patch_out, as_json)
+    summary["promotion"] = _promote(record, store, session.settings, promote_mode, reverify, land, branch, as_json)
+    store.update(record.id, spans=list(session.tracing.local.spans))
+    if as_json:
+        click.echo(json.dumps(summary))
+    ctx.exit(code)
 
 
 @main.command()
@@ -260,41 +272,37 @@ def run(ctx: click.Context, task: str, repo: Path, patch_out: Path | None, as_js
     Example: smol run "Fix the failing test in tests/test_app.py" --patch-out fix.patch
     """
     from runner.errors import UsageError
+    from runner.sandbox.docker_sandbox import check_repo
 
     if not task.strip():
         raise UsageError('the task is empty: say what the agent should do, e.g. smol run "Fix the failing test"')
     if patch_out is not None:
         _check_writable(patch_out)
-    from runner.sandbox.docker_sandbox import check_repo
-
     repo = check_repo(repo)
     session = _start_session(ctx, repo, as_json)
     outcome = session.run(task)
-    patch = session.sandbox.diff()
-    summary = session.summary(outcome, patch)
-    record, store = _record_run(session, task, repo, outcome, patch, summary)
-    session.sandbox.close()  # the overlay must be gone before anything is written to the real tree
-    summary["run_id"] = record.id
-    code = _finish(summary, outcome, patch, patch_out, as_json)
-    summary["promotion"] = _promote(record, store, session.settings, promote_mode, reverify, land, branch, as_json)
-    store.update(record.id, spans=list(session.tracing.local.spans))
-    if as_json:
-        click.echo(json.dumps(summary))
-    ctx.exit(code)
+    _conclude(ctx, session, task, repo, outcome, patch_out, as_json, promote_mode, reverify, land, branch)
 
 
 @main.command()
 @REPO_OPTION
 @click.option("--patch-out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the session's changes to this file as a git patch at the end.")
+@promote_options
 @click.pass_context
-def chat(ctx: click.Context, repo: Path, patch_out: Path | None) -> None:
-    """Interactive: several tasks, one after another, in one sandbox session. End with `exit` or Ctrl-D."""
+def chat(ctx: click.Context, repo: Path, patch_out: Path | None, promote_mode: str | None, reverify: bool, land: str,
+         branch: str | None) -> None:
+    """Interactive: several tasks, one after another, in one sandbox session. End with `exit` or Ctrl-D; the
+    session's change is then recorded and goes through the same guarded promotion as `smol run`."""
+    from runner.sandbox.docker_sandbox import check_repo
+
     if patch_out is not None:
         _check_writable(patch_out)
+    repo = check_repo(repo)
     session = _start_session(ctx, repo, False)
     outcome = None
     first = True
+    tasks: list[str] = []
     while True:
         try:
             task = click.prompt("task", prompt_suffix="> ", default="", show_default=False, err=True)
@@ -306,10 +314,11 @@ def chat(ctx: click.Context, repo: Path, patch_out: Path | None) -> None:
             continue
         outcome = session.run(task, reset=first)
         first = False
+        tasks.append(task)
         click.echo(f"[{outcome.status}] {outcome.answer or outcome.reason}")
     if outcome is not None:
-        patch = session.sandbox.diff()
-        _finish(session.summary(outcome, patch), outcome, patch, patch_out, False)
+        _conclude(ctx, session, "\n".join(tasks), repo, outcome, patch_out, False, promote_mode, reverify, land,
+                  branch)
 
 
 # ---------------------------------------------------------------------------------------------- records

@@ -142,3 +142,16 @@ def test_hooks_never_run(repo: Path) -> None:
     land_on_branch(repo, make_plan(repo, base, {"b.txt": f("B\n")}, ["b.txt"]), "smol/hooks", "x")
     assert not marker.exists()
     subprocess.run(["git", "-C", str(repo), "fsck", "--no-progress"], check=True, capture_output=True)
+
+
+def test_non_utf8_names_and_binary_content(repo: Path) -> None:
+    name = os.fsdecode(b"caf\xe9-\xff.bin")
+    payload = bytes(range(256)) * 3
+    base: dict[str, FileState | None] = {name: None, "a.txt": f("one\ntwo\nthree\nfour\nfive\n")}
+    final: dict[str, FileState | None] = {name: FileState("file", payload), "a.txt": FileState("file", b"\x00\x01")}
+    plan = make_plan(repo, base, final, list(base))
+    assert plan.ok
+    apply_plan(repo, plan)
+    assert (repo / os.fsencode(name).decode("utf-8", "surrogateescape")).read_bytes() == payload
+    assert os.path.exists(os.path.join(os.fsencode(repo), b"caf\xe9-\xff.bin"))
+    assert (repo / "a.txt").read_bytes() == b"\x00\x01"

@@ -337,7 +337,7 @@ class ProposePatch(SandboxTool):
     def forward(self, path: str, old_text: str, new_text: str) -> dict[str, Any]:
         import difflib
 
-        current = self._current(path, old_text)
+        current = current_text(self.ctx, path, old_text)
         updated = current.replace(old_text, new_text, 1) if old_text else new_text
         diff = "".join(difflib.unified_diff(current.splitlines(keepends=True), updated.splitlines(keepends=True),
                                             f"a/{path}", f"b/{path}"))
@@ -346,25 +346,28 @@ class ProposePatch(SandboxTool):
         self.ctx.patches[patch.id] = patch
         return {"patch_id": patch.id, "check": f"applies cleanly; call apply_patch('{patch.id}')", "diff": diff}
 
-    def _current(self, path: str, old_text: str) -> str:
-        exists = self.run(["test", "-f", path]).ok
-        if not old_text:
-            if exists:
-                raise ToolError(f"{path} exists; old_text is empty", error_type="file_exists",
-                                recovery="To edit an existing file, pass the exact text to replace as old_text.")
-            return ""
-        if not exists:
-            raise ToolError(f"{path} does not exist", error_type="file_not_found",
-                            recovery="Check the path with list_files; pass old_text='' to create a new file.")
-        current = _text(self.ctx, path)
-        count = current.count(old_text)
-        if count == 0:
-            raise ToolError(f"old_text not found in {path}", error_type="no_match",
-                            recovery="read_file the file and copy the exact lines, including indentation.")
-        if count > 1:
-            raise ToolError(f"old_text occurs {count} times in {path}", error_type="ambiguous_match",
-                            recovery="Include more surrounding lines in old_text so it occurs exactly once.")
-        return current
+
+
+def current_text(ctx: ToolContext, path: str, old_text: str) -> str:
+    """The file's text, checked for a search/replace edit: old_text must occur exactly once ('' = new file)."""
+    exists = ctx.sandbox.exec(["test", "-f", path], timeout=TOOL_TIMEOUT_S).ok
+    if not old_text:
+        if exists:
+            raise ToolError(f"{path} exists; old_text is empty", error_type="file_exists",
+                            recovery="To edit an existing file, pass the exact text to replace as old_text.")
+        return ""
+    if not exists:
+        raise ToolError(f"{path} does not exist", error_type="file_not_found",
+                        recovery="Check the path with list_files; pass old_text='' to create a new file.")
+    current = _text(ctx, path)
+    count = current.count(old_text)
+    if count == 0:
+        raise ToolError(f"old_text not found in {path}", error_type="no_match",
+                        recovery="read_file the file and copy the exact lines, including indentation.")
+    if count > 1:
+        raise ToolError(f"old_text occurs {count} times in {path}", error_type="ambiguous_match",
+                        recovery="Include more surrounding lines in old_text so it occurs exactly once.")
+    return current
 
 
 class ShowPatch(SandboxTool):
@@ -398,7 +401,7 @@ class ApplyPatch(SandboxTool):
                             recovery="Run the tests, or propose the next change.")
         if patch.kind == "replace":
             assert patch.path is not None and patch.old_text is not None and patch.new_text is not None
-            current = ProposePatch._current(self, patch.path, patch.old_text)  # type: ignore[arg-type]
+            current = current_text(self.ctx, patch.path, patch.old_text)
             updated = current.replace(patch.old_text, patch.new_text, 1) if patch.old_text else patch.new_text
             self.ctx.sandbox.write(patch.path, updated.encode())
         else:
