@@ -674,6 +674,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+START, END = "<!-- bench_sandbox: start -->", "<!-- bench_sandbox: end -->"
+
+
+def write_section(output: Path, report: str) -> None:
+    """Replace this script's section of the report; what other benchmarks wrote after it stays."""
+    section = f"{START}\n{report.rstrip()}\n{END}\n"
+    existing = output.read_text() if output.exists() else ""
+    if START in existing and END in existing:
+        before, _, rest = existing.partition(START)
+        _, _, after = rest.partition(END)
+        output.write_text(before + section + after.lstrip("\n"))
+    else:
+        output.write_text(section + ("\n" + existing if existing and START not in existing else ""))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if os.geteuid() != 0:
@@ -702,7 +717,7 @@ def main(argv: list[str] | None = None) -> int:
     results = Results(ready, removal, exec_cmp, scaling, diff, unwrapped, diff_at_root, breakdown)
     annotate(results)
     clean = leftovers(bench.client)
-    args.output.write_text(render(args, machine(bench), results, clean, bench.foreign_peak))
+    write_section(args.output, render(args, machine(bench), results, clean, bench.foreign_peak))
     print()
     print(results_table(results.comparisons))
     print()
