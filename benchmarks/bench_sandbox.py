@@ -536,18 +536,6 @@ def breakdown_table(rows: list[tuple[str, float, int]]) -> str:
     return "\n".join(lines)
 
 
-def paragraph(item: Comparison) -> str:
-    if item.baseline:
-        result = (f"median {ms(item.measured.median)} (p90 {ms(item.measured.p90)}) against "
-                  f"{ms(item.baseline.median)} (p90 {ms(item.baseline.p90)}): **{item.value:.2f}×**")
-    else:
-        result = f"median **{ms(item.measured.median)}** (p90 {ms(item.measured.p90)})"
-    verdict = "" if item.informational else (
-        f" Goal {item.goal_text}: **{'met' if item.met else 'not met'}**."
-    )
-    return f"### {item.number}. {item.title}\n\n{item.description}\n\nResult: {result}.{verdict}\n"
-
-
 @dataclass
 class Results:
     ready: Comparison

@@ -11,7 +11,7 @@ import pytest
 
 from runner.errors import SandboxError, SandboxPathError
 from runner.sandbox import SandboxMode
-from tests.conftest import git, tree_fingerprint
+from tests.conftest import tree_fingerprint
 
 
 @pytest.fixture

@@ -57,7 +57,6 @@ class ToolContext:
 
 class SandboxTool(Tool):
     output_type = "string"
-    skip_forward_signature_validation = False
     inputs: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, context: ToolContext) -> None:

@@ -22,7 +22,6 @@ without Docker.
 from __future__ import annotations
 
 import base64
-import binascii
 import os
 import posixpath
 import re
