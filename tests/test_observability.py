@@ -163,6 +163,42 @@ def test_phoenix_down_costs_one_warning_line(repo: Path) -> None:
     assert any(span["kind"] == "AGENT" for span in json.loads(shown.stdout)["trace"])
 
 
+def test_a_phoenix_that_never_answers_costs_one_warning_line(repo: Path) -> None:
+    """Accepts connections, never replies: the exporter's short timeout, not the run, absorbs it."""
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_forever() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept_forever, daemon=True)
+    thread.start()
+    try:
+        port = listener.getsockname()[1]
+        result, summary, _ = run_task(repo, {"PHOENIX_ENABLED": "true",
+                                             "PHOENIX_ENDPOINT": f"http://127.0.0.1:{port}/v1/traces"})
+    finally:
+        stop.set()
+        thread.join()
+        for connection in held:
+            connection.close()
+        listener.close()
+    assert summary["status"] == "completed"
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "Phoenix is not reachable" in warnings[0], result.stderr
+    assert held, "the exporter never tried to reach the silent Phoenix"
+
+
 def doctor(env: dict[str, str]) -> tuple[int, dict[str, dict[str, str]]]:
     result = subprocess.run([SMOL, "doctor", "--json"], env={**os.environ, "PHOENIX_ENABLED": "false", **env},
                             capture_output=True, text=True, timeout=300)
