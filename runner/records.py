@@ -126,11 +126,20 @@ class RunStore:
                  json.dumps(record.spans, default=str)),
             )
 
+    _UPDATABLE = frozenset({"verification", "promotion", "spans"})
+    """What changes after a run is saved; the rest of a record (its diff and file states) is written once."""
+
     def update(self, run_id: str, **fields: Any) -> None:
-        record = self.get(run_id)
-        for key, value in fields.items():
-            setattr(record, key, value)
-        self.save(record)
+        """Set JSON columns of one saved run, without reading or rewriting its file states."""
+        unknown = set(fields) - self._UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update {sorted(unknown)} of a saved run")
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        values = [json.dumps(value, default=str) for value in fields.values()]
+        with self._connect() as db:
+            changed = db.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*values, run_id)).rowcount
+        if changed != 1:
+            raise UsageError(f"no run {run_id!r}: `smol runs list` shows the run ids")
 
     def get(self, run_id: str) -> RunRecord:
         with self._connect() as db:
