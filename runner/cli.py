@@ -133,7 +133,7 @@ def _ask(kind: str, subject: str) -> str:
     return {"o": "once", "r": "run", "d": "deny"}[answer]
 
 
-def _start_session(ctx: click.Context, repo: Path, as_json: bool) -> Any:
+def _start_session(ctx: click.Context, repo: Path, as_json: bool, *, reverify: bool) -> Any:
     from runner.agent.model import preflight
     from runner.agent.session import AgentSession
     from runner.sandbox.docker_sandbox import DockerSandbox, check_repo
@@ -147,6 +147,9 @@ def _start_session(ctx: click.Context, repo: Path, as_json: bool) -> Any:
     ctx.call_on_close(tracing.close)
     sandbox = ctx.with_resource(DockerSandbox(repo, settings, progress=progress))
     progress(f"sandbox ready ({sandbox.info.mode.value} mode: {sandbox.info.mode_reason}); model {settings.model_id}")
+    if reverify:
+        # The re-verification after the run needs a fresh sandbox; half of it is made while the model works.
+        sandbox.prepare_spare()
     session = AgentSession(sandbox, settings, asker=_ask if _interactive(as_json) else None, progress=progress)
     session.tracing = tracing
     return session
@@ -279,7 +282,7 @@ def run(ctx: click.Context, task: str, repo: Path, patch_out: Path | None, as_js
     if patch_out is not None:
         _check_writable(patch_out)
     repo = check_repo(repo)
-    session = _start_session(ctx, repo, as_json)
+    session = _start_session(ctx, repo, as_json, reverify=reverify)
     outcome = session.run(task)
     _conclude(ctx, session, task, repo, outcome, patch_out, as_json, promote_mode, reverify, land, branch)
 
@@ -299,7 +302,7 @@ def chat(ctx: click.Context, repo: Path, patch_out: Path | None, promote_mode: s
     if patch_out is not None:
         _check_writable(patch_out)
     repo = check_repo(repo)
-    session = _start_session(ctx, repo, False)
+    session = _start_session(ctx, repo, False, reverify=reverify)
     outcome = None
     first = True
     tasks: list[str] = []

@@ -83,6 +83,9 @@ def nothing_left_behind() -> Iterator[None]:
     """After the whole suite, no sandbox container or volume made by this run may remain: neither ours nor one
     whose creating process (a `smol` the tests started) has exited. Other live processes' sandboxes are theirs."""
     yield
+    from runner.sandbox.spares import POOL
+
+    POOL.drain()  # spares this process made and nobody took; the CLI drains its own at exit
     try:
         import docker
 
@@ -172,3 +175,6 @@ def open_sandbox(sandbox_image: str, settings_factory: Callable[..., Any]) -> It
     yield start
     for sandbox in opened:
         sandbox.close()
+    from runner.sandbox.spares import POOL
+
+    POOL.drain()

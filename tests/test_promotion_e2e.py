@@ -64,6 +64,11 @@ def test_auto_if_verified_applies_a_verified_fix(repo: Path) -> None:
     assert [step["tool"] for step in shown["steps"]] == ["propose_patch", "apply_patch", "run_tests"]
     listing = json.loads(smol("runs", "list", "--json").stdout)
     assert any(run["id"] == summary["run_id"] and run["promotion"] == "applied" for run in listing)
+    # The re-verification sandbox started on the spare made while the model worked.
+    trace = json.loads(smol("runs", "show", summary["run_id"], "--json", "--trace").stdout)["trace"]
+    starts = [span["attributes"] for span in trace if span["name"] == "sandbox.start"]
+    assert [start["sandbox.warm_spare"] for start in starts] == [False, True], starts
+    assert starts[0]["sandbox.session"] != starts[1]["sandbox.session"]
 
 
 def test_no_tty_never_applies_and_promote_brings_it_back(repo: Path) -> None:

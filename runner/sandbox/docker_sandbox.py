@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from runner.errors import ImageError, SandboxError, UsageError
-from runner.sandbox import labels
+from runner.errors import ImageError, SandboxError, SmolError, UsageError
+from runner.sandbox import labels, spares
 from runner.sandbox.base import (
     ExecResult,
     FileState,
@@ -127,6 +127,8 @@ class DockerSandbox(Sandbox):
         self._lock = threading.RLock()
         self._closed = False
         self._owns_client = False
+        self.warm_spare = False
+        """Whether this sandbox started on a spare made ahead of time (one container start instead of two)."""
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -146,7 +148,8 @@ class DockerSandbox(Sandbox):
         with self._lock, _tracer().start_as_current_span("sandbox.start") as span:
             self._start()
             span.set_attributes({"sandbox.mode": self.info.mode.value, "sandbox.image": self.info.image,
-                                 "sandbox.mode_reason": self.info.mode_reason, "sandbox.session": self.session})
+                                 "sandbox.mode_reason": self.info.mode_reason, "sandbox.session": self.session,
+                                 "sandbox.warm_spare": self.warm_spare})
 
     def _start(self) -> None:
         with self._lock:
@@ -187,27 +190,9 @@ class DockerSandbox(Sandbox):
         return self._box.id
 
     def _remove_all(self) -> None:
-        import docker.errors
-
-        for container in reversed(self._containers):
-            try:
-                container.remove(force=True)
-            except docker.errors.NotFound:
-                pass
-            except docker.errors.APIError as error:
-                log.warning("could not remove container %s: %s", container.short_id, error)
+        if self._containers or self._volumes:
+            remove_objects(self.client, self._containers, self._volumes)
         self._containers.clear()
-        for name in reversed(self._volumes):
-            for attempt in range(5):
-                try:
-                    self.client.volumes.get(name).remove(force=True)
-                    break
-                except docker.errors.NotFound:
-                    break
-                except docker.errors.APIError as error:
-                    if attempt == 4:
-                        log.warning("could not remove volume %s: %s (run `smol gc`)", name, error)
-                    time.sleep(0.1 * (attempt + 1))
         self._volumes.clear()
 
     # ------------------------------------------------------------------ start helpers
@@ -322,12 +307,32 @@ class DockerSandbox(Sandbox):
                          **self._keeper_options(uid, gid))
 
     def _start_overlay(self, repo: Path, image: str, uid: int, gid: int) -> None:
+        import docker.errors
+
+        spare = spares.POOL.take(self._spare_key(image, uid, gid))
+        if spare is not None:
+            assert isinstance(spare, Spare)
+            try:
+                self._start_overlay_on(repo, image, uid, gid, spare)
+                return
+            except (SandboxError, docker.errors.APIError) as error:
+                # The spare went stale (its keeper died, the engine restarted): start from scratch instead.
+                log.info("the warm spare could not be used (%s); starting without it", error)
+                self._remove_all()
+                self._new_session()
+        self._start_overlay_on(repo, image, uid, gid, None)
+
+    def _start_overlay_on(self, repo: Path, image: str, uid: int, gid: int, spare: Spare | None) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         from docker.types import Mount
 
         root = repo.stat()
-        scratch = self._tmpfs_volume("scratch", uid, gid, 0o700)
+        if spare is not None:
+            self._adopt(spare)
+            scratch = spare.scratch
+        else:
+            scratch = self._tmpfs_volume("scratch", uid, gid, 0o700)
         mountpoint = self._mountpoints[scratch]
         overlay = self._volume("overlay", {
             "type": "overlay", "device": "overlay",
@@ -341,13 +346,19 @@ class DockerSandbox(Sandbox):
             Mount(SCRATCH, scratch, type="volume", read_only=True, no_copy=True),
             Mount(BASE, str(repo), type="bind", read_only=True),
         ]
-        keeper_mounts = [Mount("/keep", scratch, type="volume", no_copy=True)]
-        # Both containers are created at once; only the starts must wait for each other.
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            keeper_future = pool.submit(self._create, image, "keeper", keeper_mounts, **self._keeper_options(uid, gid))
-            box_future = pool.submit(self._create, image, "box", box_mounts, **self._hardening(uid, gid))
-            keeper, box = keeper_future.result(), box_future.result()
-        self._start_container(keeper, "keeper")
+        if spare is not None:
+            keeper = self.client.containers.prepare_model({"Id": spare.keeper_id})
+            self._containers.append(keeper)
+            box = self._create(image, "box", box_mounts, **self._hardening(uid, gid))
+        else:
+            keeper_mounts = [Mount("/keep", scratch, type="volume", no_copy=True)]
+            # Both containers are created at once; only the starts must wait for each other.
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                keeper_future = pool.submit(self._create, image, "keeper", keeper_mounts,
+                                            **self._keeper_options(uid, gid))
+                box_future = pool.submit(self._create, image, "box", box_mounts, **self._hardening(uid, gid))
+                keeper, box = keeper_future.result(), box_future.result()
+            self._start_container(keeper, "keeper")
         layout = io.BytesIO()
         with tarfile.open(fileobj=layout, mode="w") as archive:
             for name, mode in (("upper", root.st_mode), ("work", 0o700)):
@@ -365,6 +376,42 @@ class DockerSandbox(Sandbox):
         self._box = box
         if not self._daemon_sees(box, root, f"{uid}:{gid}"):
             raise _FallBack("the engine sees a different tree at the repo path")
+
+    # ------------------------------------------------------------------ warm spares
+    def prepare_spare(self) -> bool:
+        """Make, in the background, the first half of the next overlay sandbox over this repo (see `spares`).
+
+        For callers that know another sandbox follows. Does nothing when that sandbox would not use overlay mode or
+        the image is not built yet. True when a spare is on its way.
+        """
+        try:
+            repo = check_repo(self.repo)
+            image = self._image or _resolve_image(self.settings)
+            uid, gid, _ = self._identity(repo)
+            if self._overlay_obstacle(repo, uid) is not None or not _image_exists(self.client, image):
+                return False
+            key = self._spare_key(image, uid, gid)
+        except SmolError as error:
+            log.debug("no spare: %s", error)
+            return False
+        settings = self.settings
+        return spares.POOL.prepare(key, lambda: _make_spare(repo, settings, image, uid, gid),
+                                   lambda spare: _discard_spare(spare))  # type: ignore[arg-type]
+
+    def _spare_key(self, image: str, uid: int, gid: int) -> spares.SpareKey:
+        return spares.SpareKey(str(self.client.api.base_url), image, uid, gid, int(self.settings.sandbox_disk))
+
+    def _adopt(self, spare: Spare) -> None:
+        self.session = spare.session
+        self._labels = labels.for_session(spare.session)
+        self._volumes.append(spare.scratch)
+        self._mountpoints[spare.scratch] = spare.mountpoint
+        self.warm_spare = True
+
+    def _new_session(self) -> None:
+        self.session = uuid.uuid4().hex[:12]
+        self._labels = labels.for_session(self.session)
+        self.warm_spare = False
 
     def _daemon_sees(self, box: Container, root: os.stat_result, user: str) -> bool:
         """Whether the daemon mounted the very directory we stat (it may run elsewhere, e.g. in a VM)."""
@@ -631,6 +678,73 @@ def read_file_states(archive: bytes) -> dict[str, FileState]:
                 data = handle.read() if handle is not None else b""
                 states[member.name] = FileState("file", data, bool(member.mode & 0o100))
     return states
+
+
+@dataclass(frozen=True)
+class Spare:
+    """A tmpfs volume already mounted by its running keeper; the sandbox that takes it adopts its session."""
+
+    session: str
+    scratch: str
+    mountpoint: str
+    keeper_id: str
+
+
+def _make_spare(repo: Path, settings: Settings, image: str, uid: int, gid: int) -> Spare:
+    maker = DockerSandbox(repo, settings, image=image)
+    try:
+        scratch = maker._tmpfs_volume("scratch", uid, gid, 0o700)
+        keeper = maker._keeper(image, uid, gid, scratch)
+        spare = Spare(maker.session, scratch, maker._mountpoints[scratch], keeper.id)
+        maker._containers.clear()
+        maker._volumes.clear()  # from here on the spare, not the maker, owns them
+        return spare
+    finally:
+        maker.close()
+
+
+def _discard_spare(spare: Spare) -> None:
+    client = connect()
+    try:
+        remove_objects(client, [client.containers.prepare_model({"Id": spare.keeper_id})], [spare.scratch])
+    finally:
+        client.close()
+
+
+def remove_objects(client: DockerClient, containers: Sequence[Container], volumes: Sequence[str]) -> None:
+    """Remove containers, then the volumes they held; what cannot be removed is left for `smol gc`, with a warning."""
+    import docker.errors
+
+    for container in reversed(containers):
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as error:
+            log.warning("could not remove container %s: %s", container.short_id, error)
+    for name in reversed(volumes):
+        for attempt in range(5):
+            try:
+                client.volumes.get(name).remove(force=True)
+                break
+            except docker.errors.NotFound:
+                break
+            except docker.errors.APIError as error:
+                if attempt == 4:
+                    log.warning("could not remove volume %s: %s (run `smol gc`)", name, error)
+                time.sleep(0.1 * (attempt + 1))
+
+
+def _resolve_image(settings: Settings) -> str:
+    from runner.sandbox.image import resolve_image
+
+    return resolve_image(settings)
+
+
+def _image_exists(client: DockerClient, tag: str) -> bool:
+    from runner.sandbox.image import image_exists
+
+    return image_exists(client, tag)
 
 
 def keeper_uid(uid: int) -> int:
