@@ -30,6 +30,9 @@ class SmolGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         signal.signal(signal.SIGTERM, _terminate)
         signal.signal(signal.SIGHUP, _terminate)
+        # A process started in the background of a non-interactive shell inherits SIGINT ignored, and Python then
+        # installs no handler of its own: Ctrl-C (or a supervisor's SIGINT) must still stop smol cleanly.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             return super().invoke(ctx)
         except SmolError as error:

@@ -148,11 +148,16 @@ def test_replay_reproduces_the_recorded_diff(repo: Path) -> None:
 class Terminal:
     """`smol` on a real pseudo-terminal, answered like a person would."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, sigint_ignored: bool = False) -> None:
         self.master, slave = pty.openpty()
         env = {**os.environ, "PHOENIX_ENABLED": "false", "TERM": "dumb"}
+
+        def inherit_ignored_sigint() -> None:  # as a background job of a non-interactive shell starts
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
         self.process = subprocess.Popen([SMOL, *args], stdin=slave, stdout=slave, stderr=slave, env=env,
-                                        start_new_session=True)
+                                        start_new_session=True,
+                                        preexec_fn=inherit_ignored_sigint if sigint_ignored else None)
         os.close(slave)
         self.output = b""
 
@@ -172,9 +177,26 @@ class Terminal:
         os.write(self.master, text.encode())
 
     def wait(self) -> int:
-        code = self.process.wait(timeout=120)
+        try:
+            code = self.process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            self.drain()
+            pytest.fail("smol did not exit; its terminal showed:\n" + self.output.decode(errors="replace")[-3000:])
+        self.drain()
         os.close(self.master)
         return code
+
+    def drain(self) -> None:
+        while select.select([self.master], [], [], 0.1)[0]:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            self.output += chunk
 
 
 def test_interactive_review_file_by_file(repo: Path) -> None:
@@ -197,10 +219,11 @@ def test_interactive_review_file_by_file(repo: Path) -> None:
     assert not (repo / "NOTES.md").exists()
 
 
-def test_ctrl_c_during_review_changes_nothing(repo: Path) -> None:
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["sigint-default", "sigint-inherited-ignored"])
+def test_ctrl_c_during_review_changes_nothing(repo: Path, sigint_ignored: bool) -> None:
     _, summary = smol_run(repo, FIX, "--promote", "never")
     before = tree_fingerprint(repo)
-    term = Terminal("promote", summary["run_id"], "--no-verify")
+    term = Terminal("promote", summary["run_id"], "--no-verify", sigint_ignored=sigint_ignored)
     term.expect("[a]ll, [f]ile by file")
     os.killpg(term.process.pid, signal.SIGINT)
     assert term.wait() == 130
