@@ -190,8 +190,9 @@ PROMOTE_OPTIONS = [
                       "when re-verification passes. Default: ask on a terminal, never otherwise."),
     click.option("--verify/--no-verify", "reverify", default=True, show_default=True,
                  help="Re-run the tests on the change in a fresh sandbox of your current tree before the review."),
-    click.option("--land", type=click.Choice(["worktree", "branch"]), default="worktree", show_default=True,
-                 help="Write into the working tree, or commit on a new branch (git repos)."),
+    click.option("--land", type=click.Choice(["worktree", "branch", "commit"]), default="worktree", show_default=True,
+                 help="Write into the working tree; commit on a new branch; or write and commit on the current "
+                      "branch (git repos; refused when the touched files have uncommitted changes)."),
     click.option("--branch", default=None, help="Branch name for --land branch (default smol/RUN_ID)."),
 ]
 

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from runner.promote.apply import Plan, PromotionError, apply_plan, land_on_branch, make_plan, read_state
+from runner.promote.apply import (
+    Plan,
+    PromotionError,
+    apply_plan,
+    land_on_branch,
+    land_on_current_branch,
+    make_plan,
+    read_state,
+)
 from runner.sandbox.base import FileState
 from tests.conftest import git, tree_fingerprint
 
@@ -131,6 +139,80 @@ def test_land_on_a_new_branch_keeps_the_working_tree(repo: Path) -> None:
     assert git(repo, "ls-tree", "smol/test", "b.txt") == ""
     with pytest.raises(PromotionError, match="already exists"):
         land_on_branch(repo, make_plan(repo, base, final, list(base)), "smol/test", "again")
+
+
+COMMIT_BASE = {"a.txt": f("one\ntwo\nthree\nfour\nfive\n"), "added.sh": None, "b.txt": f("bee\n")}
+COMMIT_FINAL = {"a.txt": f("edited\n"), "added.sh": f("#!/bin/sh\n", executable=True), "b.txt": None}
+
+
+def test_land_commit_on_the_current_branch_commits_exactly_the_change(repo: Path) -> None:
+    head = git(repo, "rev-parse", "HEAD").strip()
+    branch = git(repo, "symbolic-ref", "--short", "HEAD").strip()
+    (repo / "dir/c.txt").write_text("the user's own edit\n")  # unrelated work in progress stays as it is
+    (repo / "untracked.txt").write_text("mine\n")
+    commit, index_note = land_on_current_branch(repo, make_plan(repo, COMMIT_BASE, COMMIT_FINAL, list(COMMIT_BASE)),
+                                                "smol: test change")
+    assert index_note is None
+    assert git(repo, "rev-parse", "HEAD").strip() == commit
+    assert git(repo, "symbolic-ref", "--short", "HEAD").strip() == branch
+    assert git(repo, "rev-parse", "HEAD~1").strip() == head
+    changed = git(repo, "diff-tree", "--no-commit-id", "--name-status", "-r", head, commit).split("\n")
+    assert sorted(line for line in changed if line) == ["A\tadded.sh", "D\tb.txt", "M\ta.txt"]
+    assert (repo / "a.txt").read_text() == "edited\n" and not (repo / "b.txt").exists()
+    assert os.access(repo / "added.sh", os.X_OK)
+    # Only the user's own changes remain in `git status`: the landed files are clean, not staged in reverse.
+    assert sorted(git(repo, "status", "--porcelain").splitlines()) == [" M dir/c.txt", "?? untracked.txt"]
+
+
+@pytest.mark.parametrize("how", ["dirty", "staged"])
+def test_land_commit_refuses_when_touched_files_hold_uncommitted_work(repo: Path, how: str) -> None:
+    head = git(repo, "rev-parse", "HEAD").strip()
+    if how == "dirty":
+        (repo / "a.txt").write_text("one\ntwo\nthree\nfour\nFIVE\n")  # would be merged, then swept into the commit
+    else:
+        (repo / "b.txt").write_text("staged\n")
+        git(repo, "add", "b.txt")
+        (repo / "b.txt").write_text("bee\n")  # the tree looks committed; the index does not
+    before = tree_fingerprint(repo)
+    final = {**COMMIT_FINAL, "a.txt": f("one\nTWO\nthree\nfour\nfive\n")}
+    plan = make_plan(repo, COMMIT_BASE, final, list(COMMIT_BASE))
+    assert plan.ok
+    with pytest.raises(PromotionError, match="uncommitted changes in (a|b).txt.*--land worktree"):
+        land_on_current_branch(repo, plan, "smol: refused")
+    assert tree_fingerprint(repo) == before
+    assert git(repo, "rev-parse", "HEAD").strip() == head
+
+
+def test_land_commit_puts_head_back_when_the_write_fails(repo: Path) -> None:
+    head = git(repo, "rev-parse", "HEAD").strip()
+    before = tree_fingerprint(repo, include_git=False)
+
+    def fail_on_second(path: str) -> None:
+        if path == "added.sh":
+            raise OSError("disk full (injected)")
+
+    plan = make_plan(repo, COMMIT_BASE, COMMIT_FINAL, list(COMMIT_BASE))
+    with pytest.raises(OSError, match="injected"):
+        land_on_current_branch(repo, plan, "smol: fails", after_write=fail_on_second)
+    assert git(repo, "rev-parse", "HEAD").strip() == head
+    assert tree_fingerprint(repo, include_git=False) == before
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_land_commit_needs_a_git_repo_with_a_commit(make_repo: Callable[..., Path], tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "a.txt").write_text("x\n")
+    plan = make_plan(plain, {"a.txt": f("x\n")}, {"a.txt": f("y\n")}, ["a.txt"])
+    with pytest.raises(PromotionError, match="not a git repository"):
+        land_on_current_branch(plain, plan, "x")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    subprocess.run(["git", "init", "-q", str(empty)], check=True)
+    (empty / "a.txt").write_text("x\n")
+    with pytest.raises(PromotionError, match="no commit yet"):
+        land_on_current_branch(empty, make_plan(empty, {"a.txt": f("x\n")}, {"a.txt": f("y\n")}, ["a.txt"]), "x")
+    assert (plain / "a.txt").read_text() == "x\n" and (empty / "a.txt").read_text() == "x\n"
 
 
 def test_hooks_never_run(repo: Path) -> None:

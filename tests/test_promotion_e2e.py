@@ -124,6 +124,16 @@ def test_land_on_a_branch(repo: Path) -> None:
     assert "return a + b" in git(repo, "show", "smol/fix:src/app.py")
 
 
+def test_land_as_a_commit_on_the_current_branch(repo: Path) -> None:
+    head = git(repo, "rev-parse", "HEAD").strip()
+    _, summary = smol_run(repo, FIX, "--promote", "auto-if-verified", "--land", "commit")
+    assert summary["promotion"]["outcome"] == "applied", summary["promotion"]
+    assert git(repo, "rev-parse", "HEAD~1").strip() == head
+    assert git(repo, "rev-parse", "HEAD").strip() == summary["promotion"]["commit"]
+    assert "return a + b" in (repo / "src/app.py").read_text()
+    assert git(repo, "status", "--porcelain") == ""
+
+
 def test_a_plain_directory_is_supported(make_repo: Callable[..., Path], sandbox_image: str) -> None:
     import shutil
 

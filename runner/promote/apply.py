@@ -264,38 +264,116 @@ def is_git_repo(repo: Path) -> bool:
     return (repo / ".git").exists()
 
 
-def land_on_branch(repo: Path, plan: Plan, branch: str, message: str) -> str:
-    """Commit the plan on a new branch from HEAD with git plumbing: the working tree and index stay untouched."""
-    if not is_git_repo(repo):
-        raise PromotionError(f"{repo} is not a git repository: land the change in the working tree instead")
-    if not plan.ok:
-        raise PromotionError("conflicts in: " + ", ".join(plan.conflicts))
-    env = {**GIT_ENV, "GIT_DIR": str(repo / ".git"), "GIT_AUTHOR_NAME": "smol", "GIT_AUTHOR_EMAIL": "smol@localhost",
-           "GIT_COMMITTER_NAME": "smol", "GIT_COMMITTER_EMAIL": "smol@localhost"}
-    git = [*SAFE_GIT, "-c", f"safe.directory={repo}"]
+class _RepoGit:
+    """Plumbing on the user's repository: GIT_DIR only (no work tree), run from a temporary directory, safe config."""
 
-    def run(*args: str, data: bytes | None = None, extra: dict[str, str] | None = None) -> str:
-        result = subprocess.run([*git, *args], input=data, capture_output=True, env={**env, **(extra or {})},
-                                cwd=tempfile.gettempdir())
+    def __init__(self, repo: Path) -> None:
+        if not is_git_repo(repo):
+            raise PromotionError(f"{repo} is not a git repository: land the change in the working tree instead")
+        self.repo = repo
+        self.env = {**GIT_ENV, "GIT_DIR": str(repo / ".git"), "GIT_LITERAL_PATHSPECS": "1",
+                    "GIT_AUTHOR_NAME": "smol", "GIT_AUTHOR_EMAIL": "smol@localhost",
+                    "GIT_COMMITTER_NAME": "smol", "GIT_COMMITTER_EMAIL": "smol@localhost"}
+        self.git = [*SAFE_GIT, "-c", f"safe.directory={repo}"]
+
+    def call(self, *args: str, data: bytes | None = None, extra: dict[str, str] | None = None) \
+            -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([*self.git, *args], input=data, capture_output=True, check=False,
+                              env={**self.env, **(extra or {})}, cwd=tempfile.gettempdir())
+
+    def run(self, *args: str, data: bytes | None = None, extra: dict[str, str] | None = None) -> str:
+        result = self.call(*args, data=data, extra=extra)
         if result.returncode != 0:
             raise PromotionError(f"git {args[0]} failed: {result.stderr.decode(errors='replace').strip()[:300]}")
+        return result.stdout.decode("utf-8", "surrogateescape").strip()
+
+    def head(self) -> str:
+        result = self.call("rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+        if result.returncode != 0:
+            raise PromotionError("the repository has no commit yet: land the change in the working tree instead")
         return result.stdout.decode().strip()
 
-    if subprocess.run([*git, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"], env=env,
-                      capture_output=True).returncode == 0:
+    @staticmethod
+    def mode_of(state: FileState) -> str:
+        return "120000" if state.kind == "symlink" else ("100755" if state.executable else "100644")
+
+    def blob(self, state: FileState, *, write: bool) -> str:
+        return self.run("hash-object", *(["-w"] if write else []), "--stdin", data=state.data)
+
+    def commit_plan(self, plan: Plan, parent: str, message: str) -> tuple[str, list[tuple[str, str | None]]]:
+        """A commit of `parent` plus the plan, made in a private index. Returns it and (path, cacheinfo) pairs."""
+        entries: list[tuple[str, str | None]] = []
+        with tempfile.TemporaryDirectory(prefix="smol-index-") as scratch:
+            index = {"GIT_INDEX_FILE": str(Path(scratch, "index"))}
+            self.run("read-tree", parent, extra=index)
+            for change in plan.changes:
+                if change.after is None:
+                    self.run("update-index", "--force-remove", "--", change.path, extra=index)
+                    entries.append((change.path, None))
+                    continue
+                info = f"{self.mode_of(change.after)},{self.blob(change.after, write=True)},{change.path}"
+                self.run("update-index", "--add", "--cacheinfo", info, extra=index)
+                entries.append((change.path, info))
+            tree = self.run("write-tree", extra=index)
+        return self.run("commit-tree", tree, "-p", parent, "-m", message), entries
+
+
+def land_on_branch(repo: Path, plan: Plan, branch: str, message: str) -> str:
+    """Commit the plan on a new branch from HEAD with git plumbing: the working tree and index stay untouched."""
+    git = _RepoGit(repo)
+    if not plan.ok:
+        raise PromotionError("conflicts in: " + ", ".join(plan.conflicts))
+    if git.call("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}").returncode == 0:
         raise PromotionError(f"branch {branch} already exists: pick another name with --branch")
-    head = run("rev-parse", "HEAD")
-    with tempfile.TemporaryDirectory(prefix="smol-index-") as scratch:
-        index = {"GIT_INDEX_FILE": str(Path(scratch, "index"))}
-        run("read-tree", head, extra=index)
-        for change in plan.changes:
-            if change.after is None:
-                run("update-index", "--force-remove", "--", change.path, extra=index)
-                continue
-            blob = run("hash-object", "-w", "--stdin", data=change.after.data)
-            mode = "120000" if change.after.kind == "symlink" else ("100755" if change.after.executable else "100644")
-            run("update-index", "--add", "--cacheinfo", f"{mode},{blob},{change.path}", extra=index)
-        tree = run("write-tree", extra=index)
-    commit = run("commit-tree", tree, "-p", head, "-m", message)
-    run("update-ref", f"refs/heads/{branch}", commit, "0" * 40)
+    commit, _ = git.commit_plan(plan, git.head(), message)
+    git.run("update-ref", f"refs/heads/{branch}", commit, "0" * 40)
     return commit
+
+
+def land_on_current_branch(repo: Path, plan: Plan, message: str, *,
+                           after_write: Callable[[str], None] | None = None) -> tuple[str, str | None]:
+    """Write the plan into the working tree and commit exactly its paths on top of HEAD (the current branch).
+
+    Refused with nothing written when a path the plan touches has uncommitted or staged changes: those are the
+    user's work and must not end up in smol's commit. HEAD moves only if the tree write succeeds (it is put back
+    otherwise). Returns the commit and, when the index could not be refreshed afterwards, why.
+    """
+    git = _RepoGit(repo)
+    if not plan.ok:
+        raise PromotionError("conflicts in: " + ", ".join(plan.conflicts))
+    head = git.head()
+    paths = [change.path for change in plan.changes]
+    listing = git.run("ls-tree", "-r", "-z", "--full-tree", head, "--", *paths)
+    committed: dict[str, tuple[str, str]] = {}
+    for entry in filter(None, listing.split("\0")):
+        meta, _, path = entry.partition("\t")
+        mode, _, blob = meta.split(" ")
+        committed[path] = (mode, blob)
+    dirty = []
+    for change in plan.changes:
+        current = None if change.current is None else (git.mode_of(change.current),
+                                                        git.blob(change.current, write=False))
+        if current != committed.get(change.path):
+            dirty.append(change.path)
+    staged = git.run("diff-index", "--cached", "--name-only", "-z", head, "--", *paths)
+    dirty += [path for path in staged.split("\0") if path and path not in dirty]
+    if dirty:
+        raise PromotionError(f"uncommitted changes in {', '.join(sorted(dirty))} would end up in smol's commit: "
+                             "commit or stash them first, or use --land worktree or --land branch")
+    commit, entries = git.commit_plan(plan, head, message)
+    git.run("update-ref", "HEAD", commit, head)
+    try:
+        apply_plan(repo, plan, after_write=after_write)
+    except BaseException:
+        git.call("update-ref", "HEAD", head, commit)
+        raise
+    # The index still holds the old blobs for these paths; without this, `git status` would show the change
+    # staged in reverse.
+    for path, info in entries:
+        result = git.call("update-index", *(["--add", "--cacheinfo", info] if info else ["--force-remove"]),
+                          *([] if info else ["--", path]))
+        if result.returncode != 0:
+            reason = result.stderr.decode(errors="replace").strip().splitlines()[:1]
+            return commit, (f"the index could not be refreshed ({reason[0] if reason else 'git update-index failed'})"
+                            f": run `git reset -q -- {' '.join(paths)}`")
+    return commit, None

@@ -12,7 +12,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from runner.promote.apply import Plan, PromotionError, apply_plan, land_on_branch, make_plan
+from runner.promote.apply import (
+    Plan,
+    PromotionError,
+    apply_plan,
+    land_on_branch,
+    land_on_current_branch,
+    make_plan,
+)
 from runner.promote.guard import GuardReport, guard, parse_patch, sanitize_for_terminal, summarize
 from runner.sandbox.base import FileState
 
@@ -190,6 +197,12 @@ class Promoter:
             commit = land_on_branch(self.repo, plan, name, f"smol: {record.task}\n\nrun {record.id}")
             return self._finish("applied", f"committed {len(plan.changes)} file(s) on branch {name} ({commit[:12]})",
                                 files=[c.path for c in plan.changes], branch=name, commit=commit)
+        if land == "commit":
+            commit, index_note = land_on_current_branch(self.repo, plan, f"smol: {record.task}\n\nrun {record.id}")
+            detail = f"{len(plan.changes)} file(s) written and committed on the current branch ({commit[:12]})"
+            if index_note:
+                detail += f"; {index_note}"
+            return self._finish("applied", detail, files=[c.path for c in plan.changes], commit=commit)
         apply_plan(self.repo, plan)
         merged = [c.path for c in plan.changes if c.merged]
         detail = f"{len(plan.changes)} file(s) written to the working tree"
