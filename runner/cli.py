@@ -51,7 +51,49 @@ def _progress(message: str) -> None:
 def _settings() -> Any:
     from runner.config import load_settings
 
-    return load_settings()
+    settings = load_settings()
+    _configure_logging(settings.log_level, settings.suppress_warnings)
+    return settings
+
+
+_NOISY_LOGGERS = ("LiteLLM", "litellm", "httpx", "httpcore", "urllib3", "docker", "opentelemetry", "smolagents")
+
+
+def _configure_logging(level: str, suppress_warnings: bool) -> None:
+    """LOG_LEVEL sets smol's own messages; SUPPRESS_WARNINGS quiets third-party warnings and log chatter."""
+    import logging
+    import warnings
+
+    class _Format(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            kind = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
+            return f"smol: {kind}{record.getMessage()}"
+
+    class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+        """Writes to whatever sys.stderr is at the time (click's test runner swaps it per invocation)."""
+
+        @property  # type: ignore[override]
+        def stream(self) -> Any:
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, _value: Any) -> None:
+            pass
+
+    ours = logging.getLogger("runner")
+    if not any(getattr(handler, "_smol", False) for handler in ours.handlers):
+        handler = _Stderr()
+        handler.setFormatter(_Format())
+        handler._smol = True  # type: ignore[attr-defined]
+        ours.addHandler(handler)
+        ours.propagate = False
+    ours.setLevel(level)
+    foreign = logging.ERROR if suppress_warnings else (logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(foreign)
+    if suppress_warnings:
+        warnings.filterwarnings("ignore")
+        os.environ.setdefault("LITELLM_LOG", "ERROR")
 
 
 @click.group(cls=SmolGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -95,3 +95,45 @@ def test_paths_are_normalised() -> None:
     assert normalize_path("") == "."
     assert normalize_path("./src//app.py") == "src/app.py"
     assert normalize_path("src/../README.md") == "README.md"
+
+
+def test_log_level_and_suppress_warnings_take_effect(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+    import warnings
+
+    from runner.cli import _configure_logging
+
+    ours = logging.getLogger("runner.sandbox.docker_sandbox")
+    saved = (logging.getLogger("runner").level, logging.getLogger("LiteLLM").level)
+    try:
+        with warnings.catch_warnings():
+            _configure_logging("INFO", True)
+            ours.info("copying the repo")
+            ours.debug("hidden detail")
+            warnings.warn("a noisy third-party warning", DeprecationWarning, stacklevel=1)
+            assert logging.getLogger("LiteLLM").level == logging.ERROR
+        err = capsys.readouterr().err
+        assert "smol: copying the repo" in err
+        assert "hidden detail" not in err and "noisy" not in err
+
+        with warnings.catch_warnings():
+            _configure_logging("DEBUG", False)
+            ours.debug("now shown")
+            ours.warning("the volume stayed")
+            with pytest.warns(DeprecationWarning):
+                warnings.warn("visible again", DeprecationWarning, stacklevel=1)
+            assert logging.getLogger("LiteLLM").level == logging.DEBUG
+        err = capsys.readouterr().err
+        assert "smol: debug: now shown" in err and "smol: warning: the volume stayed" in err
+
+        _configure_logging("ERROR", True)
+        ours.warning("not at ERROR")
+        assert "not at ERROR" not in capsys.readouterr().err
+        assert len([h for h in logging.getLogger("runner").handlers if getattr(h, "_smol", False)]) == 1
+    finally:
+        runner_logger = logging.getLogger("runner")
+        for handler in [h for h in runner_logger.handlers if getattr(h, "_smol", False)]:
+            runner_logger.removeHandler(handler)  # it holds this test's captured stderr
+        runner_logger.propagate = True
+        runner_logger.setLevel(saved[0])
+        logging.getLogger("LiteLLM").setLevel(saved[1])
