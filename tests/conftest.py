@@ -52,6 +52,8 @@ def tree_fingerprint(root: Path, *, include_git: bool = True) -> dict[str, str]:
                 result[rel] = f"link:{os.readlink(full)}"
             elif stat.S_ISDIR(st.st_mode):
                 result[rel] = f"dir:{st.st_mode & 0o7777:o}"
+            elif not stat.S_ISREG(st.st_mode):  # a FIFO would block a read
+                result[rel] = f"special:{st.st_mode:o}:{st.st_mtime_ns}"
             else:
                 digest = hashlib.sha256(Path(full).read_bytes()).hexdigest()
                 result[rel] = f"file:{st.st_mode & 0o7777:o}:{digest}:{st.st_mtime_ns}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -95,6 +96,50 @@ def test_a_failure_in_the_middle_leaves_the_tree_byte_identical(repo: Path) -> N
     assert len(written) == 3
     assert tree_fingerprint(repo) == before
     assert not (repo / "x").exists()
+
+
+def test_replaced_files_keep_their_permissions(repo: Path) -> None:
+    (repo / "a.txt").chmod(0o600)  # a secret stays a secret
+    (repo / "b.txt").chmod(0o640)
+    base = {"a.txt": f("one\ntwo\nthree\nfour\nfive\n"), "b.txt": f("bee\n"), "new.txt": None}
+    final = {"a.txt": f("edited\n"), "b.txt": f("bee\n", executable=True), "new.txt": f("n\n")}
+    apply_plan(repo, make_plan(repo, base, final, list(base)))
+    assert (repo / "a.txt").stat().st_mode & 0o7777 == 0o600
+    assert (repo / "b.txt").stat().st_mode & 0o7777 == 0o750
+    assert (repo / "new.txt").stat().st_mode & 0o7777 == 0o644 & ~current_umask()
+
+
+def test_rollback_restores_exact_permissions(repo: Path) -> None:
+    (repo / "a.txt").chmod(0o600)
+    before = tree_fingerprint(repo)
+    base = {"a.txt": f("one\ntwo\nthree\nfour\nfive\n"), "b.txt": f("bee\n")}
+    final = {"a.txt": f("edited\n", executable=True), "b.txt": f("B\n")}
+
+    def explode(path: str) -> None:
+        if path == "b.txt":
+            raise OSError("injected")
+
+    with pytest.raises(OSError, match="injected"):
+        apply_plan(repo, make_plan(repo, base, final, list(base)), after_write=explode)
+    assert tree_fingerprint(repo) == before
+
+
+def test_a_fifo_in_the_tree_is_never_replaced(repo: Path) -> None:
+    os.mkfifo(repo / "pipe")
+    before = tree_fingerprint(repo)
+    plan = make_plan(repo, {"pipe": None, "b.txt": f("bee\n")}, {"pipe": f("data\n"), "b.txt": f("B\n")},
+                     ["pipe", "b.txt"])
+    assert plan.conflicts == ["pipe"] and "FIFO" in plan.describe_conflicts()
+    with pytest.raises(PromotionError, match="pipe .a FIFO"):
+        apply_plan(repo, plan)
+    assert tree_fingerprint(repo) == before
+    assert stat.S_ISFIFO(os.lstat(repo / "pipe").st_mode)
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_ctrl_c_in_the_middle_rolls_back_too(repo: Path) -> None:

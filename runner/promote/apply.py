@@ -44,10 +44,15 @@ class Plan:
     changes: list[PlannedChange] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     already_applied: list[str] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)
+    """Why a conflicting path conflicts, where it is not the usual overlapping edit."""
 
     @property
     def ok(self) -> bool:
         return not self.conflicts
+
+    def describe_conflicts(self) -> str:
+        return ", ".join(f"{path} ({self.reasons[path]})" if path in self.reasons else path for path in self.conflicts)
 
 
 def _unsafe_parent(repo: Path, path: str) -> str | None:
@@ -81,6 +86,19 @@ def read_state(repo: Path, path: str) -> FileState | None:
     return None
 
 
+def special_kind(repo: Path, path: str) -> str | None:
+    """What stands at the path when it is neither a file, a symlink, a directory nor absent: never replaced."""
+    try:
+        mode = os.lstat(repo / normalize_path(path)).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device")):
+        if test(mode):
+            return name
+    return None
+
+
 def _is_text(*states: FileState | None) -> bool:
     return all(s is not None and s.kind == "file" and b"\x00" not in s.data[:8192] for s in states)
 
@@ -101,6 +119,11 @@ def make_plan(repo: Path, base_files: dict[str, FileState | None], final_files: 
               paths: list[str]) -> Plan:
     plan = Plan()
     for path in sorted(set(paths)):
+        special = special_kind(repo, path) if _unsafe_parent(repo, normalize_path(path)) is None else None
+        if special is not None:
+            plan.conflicts.append(path)
+            plan.reasons[path] = f"{special} is there in your tree; smol never replaces one"
+            continue
         base, final, current = base_files.get(path), final_files.get(path), read_state(repo, path)
         if current == final:
             plan.already_applied.append(path)
@@ -122,13 +145,14 @@ def make_plan(repo: Path, base_files: dict[str, FileState | None], final_files: 
 class _Backup:
     state: FileState | None
     mtime_ns: tuple[int, int] | None
+    mode: int | None = None
 
 
 def apply_plan(repo: Path, plan: Plan, *, after_write: Callable[[str], None] | None = None) -> None:
     """Write the plan into the tree; on any failure (or interrupt) restore every touched path and return the tree
     to its previous bytes. `after_write` is called after each path is written (tests inject failures there)."""
     if not plan.ok:
-        raise PromotionError("conflicts in: " + ", ".join(plan.conflicts))
+        raise PromotionError("conflicts in: " + plan.describe_conflicts())
     backups: dict[str, _Backup] = {}
     created_dirs: list[Path] = []
     removed_dirs: list[Path] = []
@@ -137,9 +161,10 @@ def apply_plan(repo: Path, plan: Plan, *, after_write: Callable[[str], None] | N
         try:
             st = os.lstat(full)
             mtime: tuple[int, int] | None = (st.st_atime_ns, st.st_mtime_ns)
+            mode: int | None = stat.S_IMODE(st.st_mode)
         except FileNotFoundError:
-            mtime = None
-        backups[change.path] = _Backup(read_state(repo, change.path), mtime)
+            mtime, mode = None, None
+        backups[change.path] = _Backup(read_state(repo, change.path), mtime, mode)
     deletions = sorted((c for c in plan.changes if c.after is None), key=lambda c: -c.path.count("/"))
     writes = sorted((c for c in plan.changes if c.after is not None), key=lambda c: c.path.count("/"))
     try:
@@ -198,7 +223,25 @@ def _make_parents(repo: Path, path: str) -> list[Path]:
     return created
 
 
-def _write(repo: Path, path: str, state: FileState) -> None:
+def _file_mode(full: Path, executable: bool) -> int:
+    """A replaced file keeps its permissions (a 0600 secret stays 0600) with only the executable bits following
+    the change, as git sets them; a new file gets 0755 or 0644 under the umask."""
+    try:
+        st = os.lstat(full)
+    except FileNotFoundError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
+        return (0o755 if executable else 0o644) & ~_umask()
+    mode = stat.S_IMODE(st.st_mode)
+    if not executable:
+        return mode & ~0o111
+    if mode & 0o111:
+        return mode
+    return mode | ((mode & 0o444) >> 2)
+
+
+def _write(repo: Path, path: str, state: FileState, *, mode: int | None = None) -> None:
+    """Replace the path atomically with the state; `mode` (the exact permissions) only when restoring a backup."""
     full = repo / path
     if os.path.isdir(full) and not os.path.islink(full):
         if any(os.scandir(full)):
@@ -211,11 +254,11 @@ def _write(repo: Path, path: str, state: FileState) -> None:
     if state.kind == "symlink":
         os.symlink(os.fsdecode(state.data), temporary)
     else:
-        mode = 0o755 if state.executable else 0o644
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+        permissions = mode if mode is not None else _file_mode(full, state.executable)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(state.data)
-        os.chmod(temporary, mode & ~_umask())
+        os.chmod(temporary, permissions)
     if owner is not None:
         os.lchown(temporary, *owner)
     os.replace(temporary, full)
@@ -250,7 +293,7 @@ def _rollback(repo: Path, backups: dict[str, _Backup], created: list[Path], remo
             os.unlink(full)
         if backup.state is not None:
             os.makedirs(full.parent, exist_ok=True)
-            _write(repo, path, backup.state)
+            _write(repo, path, backup.state, mode=backup.mode if backup.state.kind == "file" else None)
             if backup.mtime_ns is not None:
                 os.utime(full, ns=backup.mtime_ns, follow_symlinks=False)
     for directory in sorted(created, key=lambda p: -len(p.parts)):
@@ -322,7 +365,7 @@ def land_on_branch(repo: Path, plan: Plan, branch: str, message: str) -> str:
     """Commit the plan on a new branch from HEAD with git plumbing: the working tree and index stay untouched."""
     git = _RepoGit(repo)
     if not plan.ok:
-        raise PromotionError("conflicts in: " + ", ".join(plan.conflicts))
+        raise PromotionError("conflicts in: " + plan.describe_conflicts())
     if git.call("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}").returncode == 0:
         raise PromotionError(f"branch {branch} already exists: pick another name with --branch")
     commit, _ = git.commit_plan(plan, git.head(), message)
@@ -340,7 +383,7 @@ def land_on_current_branch(repo: Path, plan: Plan, message: str, *,
     """
     git = _RepoGit(repo)
     if not plan.ok:
-        raise PromotionError("conflicts in: " + ", ".join(plan.conflicts))
+        raise PromotionError("conflicts in: " + plan.describe_conflicts())
     head = git.head()
     paths = [change.path for change in plan.changes]
     listing = git.run("ls-tree", "-r", "-z", "--full-tree", head, "--", *paths)

@@ -162,7 +162,7 @@ class Promoter:
                                 refused=[asdict(f) for f in report.refused])
         plan = make_plan(self.repo, record.base_files, record.final_files, touched_paths(record.diff))
         if not plan.ok:
-            return self._finish("conflict", f"conflicting files: {', '.join(plan.conflicts)}; nothing was applied, "
+            return self._finish("conflict", f"conflicting files: {plan.describe_conflicts()}; nothing was applied, "
                                             f"the patch is saved at {saved}", conflicts=plan.conflicts)
         verification = Verification("skipped")
         if reverify:
@@ -188,7 +188,7 @@ class Promoter:
         plan = make_plan(self.repo, record.base_files, record.final_files, touched_paths(record.diff))
         if not plan.ok:
             return self._finish("conflict", f"the tree changed during review; conflicting files: "
-                                            f"{', '.join(plan.conflicts)}; nothing was applied", conflicts=plan.conflicts)
+                                            f"{plan.describe_conflicts()}; nothing was applied", conflicts=plan.conflicts)
         plan.changes = [c for c in plan.changes if c.path in accepted]
         if not plan.changes:
             return self._finish("saved", f"no file was approved; the patch is saved at {saved}")
