@@ -1,12 +1,27 @@
-"""Finding a repo's test command and reading a test run's result; shared by the agent and by promotion."""
+"""Finding a repo's test command and reading a test run's result; shared by the agent and by promotion.
+
+The counts come from what the common runners print (pytest, unittest, cargo, go, jest/vitest, mocha); a runner
+that is not in the sandbox image is reported as such, not as a failed run, and "no tests" is told apart from a
+failure only where the runner says so.
+"""
 
 from __future__ import annotations
 
 import re
+import shlex
+from dataclasses import dataclass
 
-_PYTEST_COUNTS = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)")
 NO_TESTS_EXIT_CODE = 5
 """pytest's exit code when it collected nothing."""
+COMMAND_NOT_FOUND = 127
+NOT_EXECUTABLE = 126
+
+_COUNT_WORDS = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|passing|failing|pending|ignored)\b")
+_CARGO_RESULT = re.compile(r"^test result: \w+\. (.*)$", re.MULTILINE)
+_UNITTEST_RAN = re.compile(r"^Ran (\d+) tests? in ", re.MULTILINE)
+_UNITTEST_VERDICT = re.compile(r"^(OK|FAILED)(?: \((.*)\))?\s*$", re.MULTILINE)
+_GO_CASE = re.compile(r"^\s*--- (PASS|FAIL|SKIP): ", re.MULTILINE)
+_JEST_TESTS = re.compile(r"^Tests:\s+(.*)$", re.MULTILINE)
 
 
 def detect_test_command(files: list[str]) -> str | None:
@@ -17,7 +32,7 @@ def detect_test_command(files: list[str]) -> str | None:
     if "Cargo.toml" in names:
         return "cargo test"
     if "go.mod" in names:
-        return "go test ./..."
+        return "go test -v ./..."
     if "package.json" in names:
         return "npm test"
     if "Makefile" in names:
@@ -26,12 +41,103 @@ def detect_test_command(files: list[str]) -> str | None:
 
 
 def parse_test_counts(output: str) -> dict[str, int]:
-    """Counts from the last pytest-style summary line ("3 passed, 1 failed in 0.1s")."""
+    """Passed / failed / errors / skipped from a test run's output, whichever known runner printed it."""
     counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
-    summary_lines = [line for line in output.splitlines() if _PYTEST_COUNTS.search(line)]
-    if summary_lines:
-        for number, kind in _PYTEST_COUNTS.findall(summary_lines[-1]):
-            key = "errors" if kind.startswith("error") else kind
-            if key in counts:
-                counts[key] = int(number)
+
+    def add(kind: str, number: int) -> None:
+        key = {"passing": "passed", "failing": "failed", "pending": "skipped", "ignored": "skipped",
+               "error": "errors", "xfailed": "skipped", "xpassed": "passed"}.get(kind, kind)
+        if key in counts:
+            counts[key] += number
+
+    cargo = _CARGO_RESULT.findall(output)
+    if cargo:  # one summary per test binary: they add up
+        for line in cargo:
+            for number, kind in _COUNT_WORDS.findall(line):
+                add(kind, int(number))
+        return counts
+    ran = _UNITTEST_RAN.findall(output)
+    verdicts = _UNITTEST_VERDICT.findall(output)
+    if ran and verdicts:
+        total = int(ran[-1])
+        details = dict(part.strip().split("=", 1) for part in verdicts[-1][1].split(",") if "=" in part)
+        failed, errors = int(details.get("failures", 0)), int(details.get("errors", 0))
+        skipped = int(details.get("skipped", 0)) + int(details.get("expected failures", 0))
+        counts.update(passed=max(total - failed - errors - skipped, 0), failed=failed, errors=errors,
+                      skipped=skipped)
+        return counts
+    go_cases = _GO_CASE.findall(output)
+    if go_cases:
+        for verdict in go_cases:
+            add({"PASS": "passed", "FAIL": "failed", "SKIP": "skipped"}[verdict], 1)
+        return counts
+    jest = _JEST_TESTS.findall(output)
+    summary_lines = jest[-1:] or [line for line in output.splitlines() if _COUNT_WORDS.search(line)]
+    if not summary_lines:
+        return counts
+    if jest or not any(re.search(r"\d+ (passing|failing)\b", line) for line in summary_lines):
+        for number, kind in _COUNT_WORDS.findall(summary_lines[-1]):
+            add(kind, int(number))
+        return counts
+    # mocha prints "N passing", "M failing" and "K pending" on lines of their own
+    for line in output.splitlines():
+        match = re.match(r"^\s*(\d+) (passing|failing|pending)\b", line)
+        if match:
+            add(match.group(2), int(match.group(1)))
     return counts
+
+
+@dataclass(frozen=True)
+class TestVerdict:
+    """What a test run says: "passed", "failed", "no tests found", "timed out" or "unavailable"."""
+
+    status: str
+    passed: int
+    failed: int
+    errors: int
+    skipped: int
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "passed"
+
+
+def classify_test_run(command: str, exit_code: int, output: str, *, timed_out: bool = False) -> TestVerdict:
+    counts = parse_test_counts(output)
+    if timed_out:
+        return TestVerdict("timed out", **counts, note="the test run hit SANDBOX_COMMAND_TIMEOUT")
+    if exit_code in (COMMAND_NOT_FOUND, NOT_EXECUTABLE) and _runner_missing(command, output):
+        program = _program(command)
+        return TestVerdict("unavailable", **counts, note=(
+            f"`{program}` is not available in the sandbox image: add its Debian package to "
+            "sandbox_image/packages.txt and run `smol image build`, or set SANDBOX_IMAGE to an image that has it"))
+    if _no_tests(command, exit_code, output, counts):
+        return TestVerdict("no tests found", **counts)
+    return TestVerdict("passed" if exit_code == 0 else "failed", **counts)
+
+
+def _program(command: str) -> str:
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    return words[0] if words else command
+
+
+def _runner_missing(command: str, output: str) -> bool:
+    program = _program(command)
+    return "command not found" in output or "No such file or directory" in output or \
+        f"{program}: not found" in output or "executable file not found" in output
+
+
+def _no_tests(command: str, exit_code: int, output: str, counts: dict[str, int]) -> bool:
+    if any(counts.values()):
+        return False
+    if "pytest" in command and exit_code == NO_TESTS_EXIT_CODE:
+        return True
+    if exit_code == 0 and re.search(r"^Ran 0 tests? in ", output, re.MULTILINE):
+        return True
+    if "No tests found" in output or "no test files" in output and "--- " not in output:
+        return True
+    return False

@@ -188,7 +188,7 @@ class AgentSession:
             "tools_used": self.state.tools_used(),
             "tests": None if tests is None else {
                 "command": tests.command, "ok": tests.ok, "passed": tests.passed, "failed": tests.failed,
-                "errors": tests.errors, "exit_code": tests.exit_code,
+                "errors": tests.errors, "exit_code": tests.exit_code, "status": tests.status,
             },
             "diff": {"files": [f.__dict__ for f in stat.files], "added": stat.added, "removed": stat.removed},
             "approvals": [a.__dict__ for a in self.state.approvals],

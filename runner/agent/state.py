@@ -66,6 +66,8 @@ class TestOutcome:
     errors: int
     skipped: int
     timed_out: bool
+    status: str = ""
+    """The verdict of `testcmd.classify_test_run`: passed, failed, no tests found, timed out or unavailable."""
 
     @property
     def ok(self) -> bool:

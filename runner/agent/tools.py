@@ -15,7 +15,7 @@ from smolagents import Tool
 
 from runner.agent.instrumentation import ToolError, check_relative_path
 from runner.agent.state import TestOutcome
-from runner.testcmd import NO_TESTS_EXIT_CODE, detect_test_command, parse_test_counts
+from runner.testcmd import classify_test_run, detect_test_command
 
 if TYPE_CHECKING:
     from runner.agent.approval import ApprovalGate
@@ -474,12 +474,20 @@ class RunTests(SandboxTool):
         self.ctx.test_command = self.ctx.test_command or chosen
         argv = authorise(self.ctx, chosen) if command else chosen
         result = self.ctx.sandbox.exec(argv, timeout=float(self.ctx.settings.sandbox_command_timeout))
-        counts = parse_test_counts(result.stdout + "\n" + result.stderr)
-        self.ctx.state.last_tests = TestOutcome(chosen, result.exit_code, counts["passed"], counts["failed"],
-                                                counts["errors"], counts["skipped"], result.timed_out)
-        verdict = "PASSED" if result.ok else ("NO TESTS FOUND" if result.exit_code == NO_TESTS_EXIT_CODE else "FAILED")
-        summary = f"{verdict}: {counts['passed']} passed, {counts['failed']} failed, {counts['errors']} errors"
-        return {"summary": summary, "command": chosen, **_command_result(result)}
+        verdict = classify_test_run(chosen, result.exit_code, result.stdout + "\n" + result.stderr,
+                                    timed_out=result.timed_out)
+        self.ctx.state.last_tests = TestOutcome(chosen, result.exit_code, verdict.passed, verdict.failed,
+                                                verdict.errors, verdict.skipped, result.timed_out, verdict.status)
+        summary = (f"{verdict.status.upper()}: {verdict.passed} passed, {verdict.failed} failed, "
+                   f"{verdict.errors} errors")
+        if verdict.status == "unavailable":
+            raise ToolError(verdict.note, error_type="test_runner_missing",
+                            recovery="Run the tests another way with run_cmd, or finish and say the tests could "
+                                     "not run in the sandbox.")
+        answer = {"summary": summary, "command": chosen, **_command_result(result)}
+        if verdict.note:
+            answer["note"] = verdict.note
+        return answer
 
 
 class FinalAnswer(Tool):

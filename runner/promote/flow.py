@@ -37,16 +37,18 @@ ReviewAsker = Callable[[str, list[str]], str]
 @dataclass
 class Verification:
     status: str
-    """"passed", "failed", "no tests found", "skipped" or "error"."""
+    """"passed", "failed", "no tests found", "timed out", "unavailable" (the runner is not in the image), "skipped"
+    or "error"."""
     command: str | None = None
     passed: int = 0
     failed: int = 0
     output_tail: str = ""
+    note: str = ""
 
     def render(self) -> str:
         if self.status in ("passed", "failed"):
             return f"{self.status} ({self.passed} passed, {self.failed} failed) with `{self.command}`"
-        return self.status
+        return f"{self.status}: {self.note}" if self.note else self.status
 
 
 def touched_paths(patch: bytes) -> list[str]:
@@ -69,7 +71,7 @@ def capture_files(sandbox: Sandbox, patch: bytes) -> tuple[dict[str, FileState |
 def verify_plan(repo: Path, plan: Plan, settings: Settings, test_command: str | None) -> Verification:
     """Apply the plan in a fresh sandbox built from the current real tree and run the tests there."""
     from runner.sandbox.docker_sandbox import DockerSandbox
-    from runner.testcmd import NO_TESTS_EXIT_CODE, detect_test_command, parse_test_counts
+    from runner.testcmd import classify_test_run, detect_test_command
 
     with DockerSandbox(repo, settings) as box:
         for change in plan.changes:
@@ -84,12 +86,10 @@ def verify_plan(repo: Path, plan: Plan, settings: Settings, test_command: str | 
         if command is None:
             return Verification("no tests found")
         result = box.exec(command, timeout=settings.sandbox_command_timeout)
-    counts = parse_test_counts(result.stdout + "\n" + result.stderr)
+    verdict = classify_test_run(command, result.exit_code, result.stdout + "\n" + result.stderr,
+                                timed_out=result.timed_out)
     tail = "\n".join((result.stdout + result.stderr).splitlines()[-15:])
-    if result.exit_code == NO_TESTS_EXIT_CODE:
-        return Verification("no tests found", command, output_tail=tail)
-    status = "passed" if result.ok else "failed"
-    return Verification(status, command, counts["passed"], counts["failed"], tail)
+    return Verification(verdict.status, command, verdict.passed, verdict.failed, tail, verdict.note)
 
 
 def render_diff(patch: bytes, *, color: bool) -> list[str]:
