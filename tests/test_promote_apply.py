@@ -261,14 +261,20 @@ def test_land_commit_needs_a_git_repo_with_a_commit(make_repo: Callable[..., Pat
 
 
 def test_hooks_never_run(repo: Path) -> None:
-    hook = repo / ".git" / "hooks" / "post-commit"
     marker = repo.parent / "hook-ran"
-    hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
-    hook.chmod(0o755)
+    for name in ("reference-transaction", "post-commit", "post-index-change"):  # what update-ref/index could fire
+        hook = repo / ".git" / "hooks" / name
+        hook.write_text(f"#!/bin/sh\necho {name} >> {marker}\n")
+        hook.chmod(0o755)
     base = {"b.txt": f("bee\n")}
     land_on_branch(repo, make_plan(repo, base, {"b.txt": f("B\n")}, ["b.txt"]), "smol/hooks", "x")
-    assert not marker.exists()
+    land_on_current_branch(repo, make_plan(repo, base, {"b.txt": f("B\n")}, ["b.txt"]), "y")
+    assert not marker.exists(), marker.read_text()
     subprocess.run(["git", "-C", str(repo), "fsck", "--no-progress"], check=True, capture_output=True)
+    # The control: plain git on the same repo does run the hook, so the assertion above could fail.
+    subprocess.run(["git", "-c", "safe.directory=*", "-C", str(repo), "update-ref", "refs/heads/control", "HEAD"],
+                   check=True, capture_output=True)
+    assert "reference-transaction" in marker.read_text()
 
 
 def test_non_utf8_names_and_binary_content(repo: Path) -> None:
