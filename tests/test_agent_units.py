@@ -63,6 +63,43 @@ def test_oscillation_hint_then_stop() -> None:
     assert verdicts[3] is LoopVerdict.HINT and verdicts[5] is LoopVerdict.STOP
 
 
+def test_the_same_read_with_others_between_is_a_loop_until_something_changes() -> None:
+    state = RunState()
+    verdicts = []
+    for other in ("b", "c", "d", "e", "f"):  # A B A C A D A E A F: A five times, nothing changed
+        verdicts.append(state.check_loop("read_file", arguments_hash({"path": "a"}))[0])
+        record(state, "read_file", {"path": "a"})
+        record(state, "read_file", {"path": other})
+    assert verdicts == [LoopVerdict.NONE, LoopVerdict.NONE, LoopVerdict.HINT, LoopVerdict.HINT, LoopVerdict.STOP]
+    # After an edit, the same read (or the same test run) may well answer differently.
+    fresh = RunState()
+    for _ in range(6):
+        assert fresh.check_loop("run_tests", arguments_hash({}))[0] is LoopVerdict.NONE
+        record(fresh, "run_tests", {})
+        record(fresh, "read_file", {"path": "a"})
+        record(fresh, "apply_patch", {"patch_id": f"p{_}"})
+
+
+def test_a_stopped_call_is_not_made(settings: Any) -> None:
+    calls: list[str] = []
+
+    class Counting(Tool):
+        name = "read_file"
+        description = "d"
+        inputs: ClassVar[dict[str, dict[str, Any]]] = {"path": {"type": "string", "description": "p"}}
+        output_type = "string"
+
+        def forward(self, path: str) -> dict[str, Any]:
+            calls.append(path)
+            return {"content": "same"}
+
+    state = RunState()
+    tool = instrument(Counting(), state, settings)
+    outputs = [tool.forward(path="a") for _ in range(5)]
+    assert len(calls) == 4, "the fifth identical call must not run"
+    assert "loop_detected" in outputs[-1] and state.stop_reason is not None
+
+
 def test_progress_is_not_a_loop() -> None:
     state = RunState()
     for index in range(12):

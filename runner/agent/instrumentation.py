@@ -163,17 +163,21 @@ def instrument(tool: Tool, state: RunState, settings: Settings) -> Tool:
             name, attributes={"openinference.span.kind": "TOOL", "tool.name": name})
         with scope as span:
             verdict, reason = state.check_loop(name, digest)
-            try:
-                validate_arguments(arguments, settings)
-                result = original(*bound.args, **bound.kwargs)
-            except BaseException as error:  # noqa: BLE001 - the model gets every failure as data
-                if isinstance(error, KeyboardInterrupt | SystemExit):
-                    raise
-                result = _normalise(error)
+            if verdict is LoopVerdict.STOP:
+                # The call that would repeat the loop once more is not made at all.
+                result: dict[str, Any] = {"error": f"not run: {reason}", "error_type": "loop_detected",
+                                          "recovery_suggestion": "Give your final answer with what you have.",
+                                          "stopped": f"The run is being stopped: {reason}."}
+            else:
+                try:
+                    validate_arguments(arguments, settings)
+                    result = original(*bound.args, **bound.kwargs)
+                except BaseException as error:  # noqa: BLE001 - the model gets every failure as data
+                    if isinstance(error, KeyboardInterrupt | SystemExit):
+                        raise
+                    result = _normalise(error)
             if verdict is LoopVerdict.HINT:
                 result["hint"] = reason
-            elif verdict is LoopVerdict.STOP:
-                result["stopped"] = f"The run is being stopped: {reason}."
             rendered = truncate_text(render(result), settings)
             duration = time.monotonic() - started
             span.set_attributes({

@@ -15,6 +15,8 @@ REPEAT_HINT_AT = 3
 """The same call, with the same arguments, this many times in a row earns a corrective hint..."""
 REPEAT_STOP_AT = 5
 """...and this many stops the run."""
+STATE_CHANGING_TOOLS = frozenset({"apply_patch", "run_cmd"})
+"""Calls after which repeating an earlier call can give a new answer."""
 OSCILLATION_HINT_AT = 4
 """A-B-A-B over this many calls earns a hint..."""
 OSCILLATION_STOP_AT = 6
@@ -95,28 +97,41 @@ class RunState:
 
     # -------------------------------------------------------------- loops
     def check_loop(self, tool: str, digest: str) -> tuple[LoopVerdict, str]:
-        """Judge the call about to be made against the calls made so far."""
+        """Judge the call about to be made against the calls made so far; the strictest rule that fires wins."""
         calls = [(step.tool, step.arguments_hash) for step in self.steps] + [(tool, digest)]
+        verdicts: list[tuple[LoopVerdict, str]] = []
         repeats = 0
         for call in reversed(calls):
             if call != calls[-1]:
                 break
             repeats += 1
         if repeats >= REPEAT_STOP_AT:
-            return LoopVerdict.STOP, f"{tool} was called {repeats} times in a row with the same arguments"
-        if repeats >= REPEAT_HINT_AT:
-            return LoopVerdict.HINT, (
+            verdicts.append((LoopVerdict.STOP, f"{tool} was called {repeats} times in a row with the same arguments"))
+        elif repeats >= REPEAT_HINT_AT:
+            verdicts.append((LoopVerdict.HINT, (
                 f"You have called {tool} {repeats} times with the same arguments and got the same answer. "
-                "Do something different: read the result above, try another tool, or give your final answer."
-            )
+                "Do something different: read the result above, try another tool, or give your final answer.")))
+        # The same call again and again with others between (A B A C A), and nothing changed meanwhile.
+        since = max((i + 1 for i, (name, _) in enumerate(calls[:-1]) if name in STATE_CHANGING_TOOLS), default=0)
+        again = calls[since:].count(calls[-1])
+        if again >= REPEAT_STOP_AT:
+            verdicts.append((LoopVerdict.STOP, f"{tool} was called {again} times with the same arguments while "
+                                               "nothing in the repo changed"))
+        elif again >= REPEAT_HINT_AT:
+            verdicts.append((LoopVerdict.HINT, (
+                f"You have called {tool} with these arguments {again} times and nothing has changed since: the "
+                "answer will be the same. Use what you already have, or give your final answer.")))
         span = _oscillation_length(calls)
         if span >= OSCILLATION_STOP_AT:
-            return LoopVerdict.STOP, f"the run alternated between the same two calls {span} times"
-        if span >= OSCILLATION_HINT_AT:
-            return LoopVerdict.HINT, (
+            verdicts.append((LoopVerdict.STOP, f"the run alternated between the same two calls {span} times"))
+        elif span >= OSCILLATION_HINT_AT:
+            verdicts.append((LoopVerdict.HINT, (
                 "You are alternating between the same two calls without progress. "
-                "Stop and change approach, or give your final answer."
-            )
+                "Stop and change approach, or give your final answer.")))
+        for wanted in (LoopVerdict.STOP, LoopVerdict.HINT):
+            for verdict in verdicts:
+                if verdict[0] is wanted:
+                    return verdict
         return LoopVerdict.NONE, ""
 
     def stop(self, reason: str) -> None:
