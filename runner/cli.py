@@ -436,6 +436,10 @@ def runs_show(run_id: str, as_json: bool, trace: bool) -> None:
     if record.verification:
         click.echo(f"verification: {record.verification.get('status')}")
     click.echo(f"promotion: {(record.promotion or {}).get('outcome', 'pending')}")
+    for decision in (record.promotion or {}).get("decisions", []):
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(decision["at"]))
+        click.echo(f"  decision: {clean(decision['what'], single_line=True)} -> {clean(decision['outcome'])} "
+                   f"(by {decision['by']}, {when})")
     click.echo(clean(record.diff.decode('utf-8', errors='replace')) or "(no changes)")
 
 

@@ -227,6 +227,26 @@ def test_interactive_review_file_by_file(repo: Path) -> None:
     assert term.wait() == 0
     assert "return a + b" in (repo / "src/app.py").read_text()
     assert not (repo / "NOTES.md").exists()
+    promotion = json.loads(smol("runs", "show", summary["run_id"], "--json").stdout)["promotion"]
+    decisions = [(d["what"], d["outcome"], d["by"]) for d in promotion["decisions"]]
+    assert decisions == [("the change", "f", "user"), ("file NOTES.md", "n", "user"), ("file src/app.py", "y", "user")]
+    assert all(d["at"] > 0 for d in promotion["decisions"])
+
+
+def test_a_rejection_is_recorded_as_such(repo: Path) -> None:
+    _, summary = smol_run(repo, FIX, "--promote", "never")
+    assert summary["promotion"]["decisions"][0]["by"] == "configuration"
+    before = tree_fingerprint(repo)
+    term = Terminal("promote", summary["run_id"], "--no-verify")
+    term.expect("[a]ll, [f]ile by file")
+    term.send("r\n")
+    term.expect("promotion: rejected")
+    assert term.wait() == 0
+    assert tree_fingerprint(repo) == before
+    promotion = json.loads(smol("runs", "show", summary["run_id"], "--json").stdout)["promotion"]
+    assert promotion["outcome"] == "rejected"
+    assert [(d["what"], d["outcome"]) for d in promotion["decisions"]] == [("the change", "r")]
+    assert "decision: the change -> r (by user" in smol("runs", "show", summary["run_id"]).stdout
 
 
 @pytest.mark.parametrize("sigint_ignored", [False, True], ids=["sigint-default", "sigint-inherited-ignored"])

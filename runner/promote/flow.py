@@ -125,6 +125,8 @@ class Promoter:
         self.color = color
         self.repo = Path(record.repo)
         self.patch_dir = patch_dir or store.path.parent / "patches"
+        self.decisions: list[dict[str, Any]] = []
+        """Every approval decision of this promotion (what, when, outcome, by whom), kept with the run record."""
 
     def save_patch(self) -> Path:
         self.patch_dir.mkdir(parents=True, exist_ok=True)
@@ -132,8 +134,22 @@ class Promoter:
         target.write_bytes(self.record.diff)
         return target
 
+    def _decision(self, what: str, outcome: str, by: str) -> None:
+        from opentelemetry import trace
+
+        decision = {"what": what, "outcome": outcome, "by": by, "at": time.time()}
+        self.decisions.append(decision)
+        trace.get_current_span().add_event("approval", {"approval.what": what, "approval.outcome": outcome,
+                                                         "approval.by": by})
+
+    def _ask(self, question: str, choices: list[str], what: str) -> str:
+        assert self.ask is not None
+        answer = self.ask(question, choices)
+        self._decision(what, answer, "user")
+        return answer
+
     def _finish(self, outcome: str, detail: str, **extra: Any) -> dict[str, Any]:
-        promotion = {"outcome": outcome, "detail": detail, "at": time.time(), **extra}
+        promotion = {"outcome": outcome, "detail": detail, "at": time.time(), "decisions": self.decisions, **extra}
         self.store.update(self.record.id, promotion=promotion)
         self.echo(f"promotion: {outcome}" + (f" — {detail}" if detail else ""))
         return promotion
@@ -179,8 +195,11 @@ class Promoter:
 
         accepted = self._decide(mode, report, plan, verification)
         if accepted is None:
-            return self._finish("saved", f"not applied; the patch is saved at {saved} "
-                                         f"(`smol promote {record.id}` brings it back)")
+            rejected = any(d["by"] == "user" and d["what"] == "the change" and d["outcome"] == "r"
+                           for d in self.decisions)
+            return self._finish("rejected" if rejected else "saved",
+                                f"not applied; the patch is saved at {saved} "
+                                f"(`smol promote {record.id}` brings it back)")
         # The tree may have changed during the review: guard and plan again right before writing.
         report = guard(record.diff, self.repo)
         if not report.ok:
@@ -227,31 +246,39 @@ class Promoter:
         all_paths = {c.path for c in plan.changes}
         flagged = {f.path for f in report.flagged}
         if mode == "never":
+            self._decision("the change", "saved (--promote never)", "configuration")
             return None
         if mode == "auto-if-verified":
             if verification.status != "passed":
                 self.echo(f"not applied automatically: verification {verification.status}")
+                self._decision("the change", f"saved (verification {verification.status})", "configuration")
                 return None
             if flagged:
                 self.echo("not applied automatically: some files need explicit confirmation")
+                self._decision("the change", "saved (files need explicit confirmation)", "configuration")
                 return None
+            self._decision("the change", "applied (verification passed)", "configuration")
             return all_paths
         if self.ask is None:
+            self._decision("the change", "saved (no terminal to ask)", "configuration")
             return None
-        choice = self.ask("apply: [a]ll, [f]ile by file, [r]eject, [s]ave for later?", ["a", "f", "r", "s"])
+        choice = self._ask("apply: [a]ll, [f]ile by file, [r]eject, [s]ave for later?", ["a", "f", "r", "s"],
+                           "the change")
         if choice in ("r", "s"):
             return None
         for finding in report.flagged:
-            if not finding.path and self.ask(f"the change as a whole: {finding.reason}; go on? [y/n]", ["y", "n"]) != "y":
+            if not finding.path and self._ask(f"the change as a whole: {finding.reason}; go on? [y/n]", ["y", "n"],
+                                              f"the change as a whole: {finding.reason}") != "y":
                 return None
         chosen = set(all_paths)
         if choice == "f":
             chosen = {p for p in sorted(all_paths)
-                      if self.ask(f"apply {sanitize_for_terminal(p, single_line=True)}? [y/n]", ["y", "n"]) == "y"}
+                      if self._ask(f"apply {sanitize_for_terminal(p, single_line=True)}? [y/n]", ["y", "n"],
+                                   f"file {p}") == "y"}
         for path in sorted(flagged & chosen):
             reason = next(f.reason for f in report.flagged if f.path == path)
-            if self.ask(f"{sanitize_for_terminal(path, single_line=True)} {reason}: really apply it? [y/n]",
-                        ["y", "n"]) != "y":
+            if self._ask(f"{sanitize_for_terminal(path, single_line=True)} {reason}: really apply it? [y/n]",
+                         ["y", "n"], f"flagged file {path} ({reason})") != "y":
                 chosen.discard(path)
         return chosen
 
