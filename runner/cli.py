@@ -182,14 +182,12 @@ def _start_session(ctx: click.Context, repo: Path, as_json: bool, *, reverify: b
     from runner.agent.model import preflight
     from runner.agent.session import AgentSession
     from runner.sandbox.docker_sandbox import DockerSandbox, check_repo
-    from runner.tracing import Tracing
 
     settings = _settings()
     repo = check_repo(repo)
     preflight(settings)
     progress = (lambda message: None) if as_json else _progress
-    tracing = Tracing(settings, warn=lambda message: click.echo(f"smol: warning: {message}", err=True))
-    ctx.call_on_close(tracing.close)
+    tracing = _start_tracing(ctx, settings)
     sandbox = ctx.with_resource(DockerSandbox(repo, settings, progress=progress))
     progress(f"sandbox ready ({sandbox.info.mode.value} mode: {sandbox.info.mode_reason}); model {settings.model_id}")
     if reverify:
@@ -443,14 +441,30 @@ def runs_show(run_id: str, as_json: bool, trace: bool) -> None:
     click.echo(clean(record.diff.decode('utf-8', errors='replace')) or "(no changes)")
 
 
+def _start_tracing(ctx: click.Context, settings: Any) -> Any:
+    from runner.tracing import Tracing
+
+    tracing = Tracing(settings, warn=lambda message: click.echo(f"smol: warning: {message}", err=True))
+    ctx.call_on_close(tracing.close)
+    return tracing
+
+
 @main.command()
 @click.argument("run_id")
 @promote_options
-def promote(run_id: str, promote_mode: str | None, reverify: bool, land: str, branch: str | None) -> None:
+@click.pass_context
+def promote(ctx: click.Context, run_id: str, promote_mode: str | None, reverify: bool, land: str,
+            branch: str | None) -> None:
     """Bring a saved run back to review and, after approval, into your tree."""
     store = _store()
     record = store.get(run_id)
-    outcome = _promote(record, store, _settings(), promote_mode, reverify, land, branch, False)
+    settings = _settings()
+    tracing = _start_tracing(ctx, settings)
+    try:
+        outcome = _promote(record, store, settings, promote_mode, reverify, land, branch, False)
+    finally:
+        # This promotion's spans (re-verification, decisions, outcome) join the run's trace.
+        store.update(record.id, spans=[*record.spans, *tracing.local.spans])
     if outcome["outcome"] in ("refused", "conflict"):
         raise SystemExit(8)
 
@@ -463,7 +477,9 @@ def replay(ctx: click.Context, run_id: str) -> None:
     from runner.replay import replay_run
 
     record = _store().get(run_id)
-    identical, patch = replay_run(ctx, record, _settings(), _progress)
+    settings = _settings()
+    _start_tracing(ctx, settings)  # the replay's sandbox and tool spans go to Phoenix, not into the record
+    identical, patch = replay_run(ctx, record, settings, _progress)
     if identical:
         click.echo(f"replay of {record.id}: the diff is identical ({len(patch)} bytes)")
         return

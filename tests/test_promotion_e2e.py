@@ -82,6 +82,11 @@ def test_no_tty_never_applies_and_promote_brings_it_back(repo: Path) -> None:
     later = smol("promote", summary["run_id"], "--promote", "auto-if-verified")
     assert later.returncode == 0, later.stderr
     assert "promotion: applied" in later.stdout
+    # The later promotion is traced too: its spans join the run's trace.
+    trace = json.loads(smol("runs", "show", summary["run_id"], "--json", "--trace").stdout)["trace"]
+    outcomes = [span["attributes"]["promotion.outcome"] for span in trace if span["name"] == "promotion"]
+    assert outcomes == ["saved", "applied"], outcomes
+    assert sum(span["name"] == "promotion.verify" for span in trace) == 2
     assert "return a + b" in (repo / "src/app.py").read_text()
 
 
