@@ -140,7 +140,7 @@ def exec_command(ctx: click.Context, repo: Path, patch_out: Path | None, timeout
         patch_out.write_bytes(patch)
     if as_json:
         payload = {**result.to_dict(), "sandbox": info.to_dict(), "diff_bytes": len(patch),
-                   "patch_out": str(patch_out) if patch_out else None}
+                   "patch_out": str(patch_out) if patch_out else None, "left_out": sandbox.left_out}
         click.echo(json.dumps(payload))
     else:
         for note in result.notes:
@@ -149,7 +149,26 @@ def exec_command(ctx: click.Context, repo: Path, patch_out: Path | None, timeout
             _progress("output was longer than SANDBOX_OUTPUT_LIMIT; the middle was not kept")
         if patch_out is not None:
             _progress(f"wrote {len(patch)} bytes of changes to {patch_out}")
+            for line in left_out_lines(sandbox.left_out):
+                _progress(line)
     ctx.exit(result.exit_code if 0 <= result.exit_code < 256 else 1)
+
+
+def left_out_lines(left_out: dict[str, list[str]]) -> list[str]:
+    """What the change does not carry, said once, so nothing the sandbox made vanishes without a word."""
+    from runner.promote.guard import sanitize_for_terminal
+
+    def names(paths: list[str]) -> str:
+        return ", ".join(sanitize_for_terminal(path, single_line=True) for path in paths[:10]) + \
+            (", …" if len(paths) > 10 else "")
+
+    lines = []
+    if left_out.get("ignored"):
+        lines.append(f"left out of the change: new files your ignore rules match: {names(left_out['ignored'])}")
+    if left_out.get("special"):
+        lines.append(f"left out of the change: FIFOs, sockets or devices a patch cannot carry: "
+                     f"{names(left_out['special'])}")
+    return lines
 
 
 def _check_writable(path: Path) -> None:
@@ -219,6 +238,8 @@ def _finish(summary: dict[str, Any], outcome: Any, patch: bytes, patch_out: Path
                    f" with `{tests['command']}`")
         click.echo("changes (made in the sandbox):")
         click.echo(diff_stat(patch).render())
+        for line in left_out_lines(summary.get("left_out") or {}):
+            click.echo(line)
         if patch_out is not None:
             click.echo(f"patch written to {patch_out}")
     return {"completed": 0, "model_error": 6}.get(outcome.status, 7)
@@ -292,6 +313,7 @@ def _conclude(ctx: click.Context, session: Any, task: str, repo: Path, outcome: 
     """Summary, run record, then promotion, once the sandbox is gone; exits with the run's code."""
     patch = session.sandbox.diff()
     summary = session.summary(outcome, patch)
+    summary["left_out"] = session.sandbox.left_out
     record, store = _record_run(session, task, repo, outcome, patch, summary)
     session.sandbox.close()  # the overlay must be gone before anything is written to the real tree
     summary["run_id"] = record.id

@@ -60,6 +60,19 @@ def test_exec_writes_the_patch_and_never_touches_the_repo(repo: Path, tmp_path: 
     subprocess.run(["git", "-c", "safe.directory=*", "apply", "--check", str(patch)], cwd=repo, check=True)
 
 
+def test_exec_names_what_the_patch_leaves_out(repo: Path, tmp_path: Path) -> None:
+    patch = tmp_path / "out.patch"
+    result = smol("exec", "--repo", str(repo), "--patch-out", str(patch), "--",
+                  "bash", "-c", "echo x > build.log && mkdir -p build && echo y > build/out.o && mkfifo pipe "
+                                "&& echo changed >> README.md")
+    assert result.returncode == 0, result.stderr
+    assert "+changed" in patch.read_text() and "pipe" not in patch.read_text()
+    assert "left out of the change: new files your ignore rules match: build.log, build/out.o" in result.stderr
+    assert "left out of the change: FIFOs, sockets or devices a patch cannot carry: pipe" in result.stderr
+    shown = json.loads(smol("exec", "--repo", str(repo), "--json", "--", "mkfifo", "fifo").stdout)
+    assert shown["left_out"] == {"ignored": [], "special": ["fifo"]}
+
+
 def test_exec_json(repo: Path) -> None:
     result = smol("exec", "--repo", str(repo), "--json", "--", "python3", "-m", "pytest", "-q")
     payload = json.loads(result.stdout)

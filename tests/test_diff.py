@@ -106,6 +106,9 @@ def test_diff_round_trip(change: str, mode: str, diff_repo: Callable[..., Path],
     if change == "ignored new file left out":
         assert patch == b""
         expected.pop("app.log")
+        assert sandbox.left_out == {"ignored": ["app.log"], "special": []}
+    else:
+        assert sandbox.left_out == {"ignored": [], "special": []}
     if change == "git internals are never part of it":
         assert patch == b""
     assert host_manifest(applied) == expected

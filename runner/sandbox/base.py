@@ -141,7 +141,13 @@ class Sandbox(ABC):
 
     @abstractmethod
     def diff(self) -> bytes:
-        """A binary git patch of everything changed since start (never `.git/`); applies with `git apply`."""
+        """A binary git patch of everything changed since start (never `.git/`); applies with `git apply`.
+
+        New files the repo's ignore rules match, and FIFOs, sockets and devices (which a patch cannot carry),
+        are not in it: `left_out` names them after each call."""
+
+    left_out: dict[str, list[str]] = {}  # noqa: RUF012 - replaced per instance by diff(), never mutated
+    """What the last `diff()` left out: {"ignored": [...], "special": [...]}, repo-relative paths."""
 
     def __enter__(self) -> Self:
         try:

@@ -652,6 +652,12 @@ class DockerSandbox(Sandbox):
             raise SandboxError(f"computing the diff failed: {result.stderr.decode(errors='replace').strip()}")
         if result.truncated:
             raise SandboxError(f"the change is larger than SANDBOX_MAX_DIFF_BYTES ({limit} bytes); raise it to see it")
+        left_out: dict[str, list[str]] = {"ignored": [], "special": []}
+        for line in result.stderr.split(b"\n"):
+            kind, tab, path = line.partition(b"\t")
+            if tab and kind.decode(errors="replace") in left_out:
+                left_out[kind.decode()].append(path.decode("utf-8", "surrogateescape"))
+        self.left_out = left_out
         return result.stdout
 
 
