@@ -87,38 +87,14 @@ def bench_tool_overhead(reps: int) -> dict[str, Any]:
 
 
 def bench_prompt_tokens() -> dict[str, Any]:
-    import litellm
-    from smolagents import ToolCallingAgent
-    from smolagents.models import get_tool_json_schema
+    from runner.agent.prompt import PROMPT_BUDGET_TOKENS, prompt_token_counts
 
-    from runner.agent.approval import ApprovalGate
-    from runner.agent.prompt import prompt_templates
-    from runner.agent.state import RunState
-    from runner.agent.tools import ToolContext, build_tools
-    from runner.config import load_settings
-    from runner.policy import CommandPolicy
-    from runner.sandbox.memory import MemorySandbox
-
-    settings = load_settings()
-    state = RunState()
-    context = ToolContext(MemorySandbox(), state, settings, CommandPolicy.default(), ApprovalGate(state, asker=None))
-    tools = build_tools(context)
-
-    class Offline:  # the agent needs a model object only to exist
-        model_id = "offline"
-
-    ours = ToolCallingAgent(tools=tools, model=Offline(), prompt_templates=prompt_templates())  # type: ignore[arg-type]
-    default = ToolCallingAgent(tools=build_tools(context), model=Offline())  # type: ignore[arg-type]
-    # Ollama hands the schemas to the chat template as compact JSON.
-    schemas = json.dumps([get_tool_json_schema(t) for t in ours.tools.values()], separators=(",", ":"))
-
-    def count(text: str) -> int:
-        return litellm.token_counter(model="gpt-3.5-turbo", text=text)
-
-    ours_prompt, default_prompt, schema_tokens = count(ours.system_prompt), count(default.system_prompt), count(schemas)
-    return {"our system prompt": ours_prompt, "tool schemas (15)": schema_tokens,
+    counts = prompt_token_counts()
+    ours_prompt, schema_tokens, default_prompt = (counts["system_prompt"], counts["schemas"],
+                                                  counts["default_system_prompt"])
+    return {"our system prompt": ours_prompt, f"tool schemas ({counts['tools']})": schema_tokens,
             "ours total": ours_prompt + schema_tokens, "default smolagents prompt": default_prompt,
-            "default total": default_prompt + schema_tokens, "goal (ours total)": 900}
+            "default total": default_prompt + schema_tokens, "goal (ours total)": PROMPT_BUDGET_TOKENS}
 
 
 def main() -> None:

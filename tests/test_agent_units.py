@@ -167,3 +167,13 @@ def test_diff_stat() -> None:
     stat = diff_stat(patch)
     assert [(f.path, f.added, f.removed, f.binary) for f in stat.files] == [("x.py", 2, 1, False),
                                                                           ("img.png", 0, 0, True)]
+
+
+def test_system_prompt_and_schemas_stay_within_the_budget() -> None:
+    from runner.agent.prompt import PROMPT_BUDGET_TOKENS, prompt_token_counts
+
+    counts = prompt_token_counts()
+    assert counts["tools"] == 15  # the 14 tools of the contract and final_answer
+    total = counts["system_prompt"] + counts["schemas"]
+    assert total <= PROMPT_BUDGET_TOKENS, f"{total} tokens: shorten a description before adding one"
+    assert counts["default_system_prompt"] > 2 * counts["system_prompt"]

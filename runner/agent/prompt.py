@@ -29,3 +29,42 @@ def prompt_templates() -> dict[str, Any]:
     templates: dict[str, Any] = yaml.safe_load(source)
     templates["system_prompt"] = SYSTEM_PROMPT
     return templates
+
+
+PROMPT_BUDGET_TOKENS = 900
+"""System prompt plus every tool schema, as Ollama hands them to the chat template: every call pays for them."""
+
+
+def prompt_token_counts() -> dict[str, int]:
+    """Tokens (cl100k, litellm's default counter) of our system prompt, the tool schemas as compact JSON, and the
+    default smolagents prompt for comparison. Offline: no model is called."""
+    import json
+
+    import litellm
+    from smolagents import ToolCallingAgent
+    from smolagents.models import get_tool_json_schema
+
+    from runner.agent.approval import ApprovalGate
+    from runner.agent.state import RunState
+    from runner.agent.tools import ToolContext, build_tools
+    from runner.config import load_settings
+    from runner.policy import CommandPolicy
+    from runner.sandbox.memory import MemorySandbox
+
+    state = RunState()
+    context = ToolContext(MemorySandbox(), state, load_settings(), CommandPolicy.default(),
+                          ApprovalGate(state, asker=None))
+
+    class Offline:  # the agent needs a model object only to exist
+        model_id = "offline"
+
+    ours = ToolCallingAgent(tools=build_tools(context), model=Offline(),  # type: ignore[arg-type]
+                            prompt_templates=prompt_templates())  # type: ignore[arg-type]
+    default = ToolCallingAgent(tools=build_tools(context), model=Offline())  # type: ignore[arg-type]
+    schemas = json.dumps([get_tool_json_schema(t) for t in ours.tools.values()], separators=(",", ":"))
+
+    def count(text: str) -> int:
+        return int(litellm.token_counter(model="gpt-3.5-turbo", text=text))
+
+    return {"system_prompt": count(ours.system_prompt), "schemas": count(schemas), "tools": len(ours.tools),
+            "default_system_prompt": count(default.system_prompt)}
