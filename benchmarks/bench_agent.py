@@ -12,7 +12,6 @@ Usage: python benchmarks/bench_agent.py [--reps N]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
