@@ -149,6 +149,15 @@ def test_model_failures_are_retried_then_reported(buggy_repo: Path) -> None:
     assert summary["status"] == "model_error" and "model call failed" in summary["reason"]
 
 
+def test_a_model_timeout_is_retried(buggy_repo: Path) -> None:
+    slow_then_fine = [{**tool("git_log"), "delay": 4}, tool("git_log"), final("done")]
+    result, summary, _ = run_agent(buggy_repo, slow_then_fine, env={"MODEL_TIMEOUT": "1.5"})
+    assert result.returncode == 0, result.stderr
+    assert summary["status"] == "completed" and summary["tools_used"] == {"git_log": 1}
+    assert "Timeout" in summary["model_errors"][0]
+    assert "retrying" in result.stderr
+
+
 def test_preflight_names_the_fix(buggy_repo: Path) -> None:
     env = {**os.environ, "MODEL_API_BASE": "http://127.0.0.1:9", "PHOENIX_ENABLED": "false"}
     result = subprocess.run([SMOL, "run", "x", "--repo", str(buggy_repo)], env=env, capture_output=True, text=True)

@@ -149,6 +149,20 @@ def test_sigterm_removes_the_sandbox(repo: Path, docker_client: Any) -> None:
     assert docker_client.volumes.list(filters={"label": f"smol.sandbox={session}"}) == []
 
 
+def test_ctrl_c_removes_the_sandbox(repo: Path, docker_client: Any) -> None:
+    before = tree_fingerprint(repo)
+    process = subprocess.Popen([SMOL, "exec", "--repo", str(repo), "--", "bash", "-c", "echo x >> README.md; sleep 60"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    session = _wait_for_sandbox(docker_client, process.pid)
+    os.killpg(process.pid, signal.SIGINT)  # what the terminal sends to the foreground group
+    assert process.wait(timeout=60) == 130
+    stderr = process.stderr.read()  # type: ignore[union-attr]
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    assert docker_client.containers.list(all=True, filters={"label": f"smol.sandbox={session}"}) == []
+    assert docker_client.volumes.list(filters={"label": f"smol.sandbox={session}"}) == []
+    assert tree_fingerprint(repo) == before
+
+
 def test_gc_after_sigkill(repo: Path, docker_client: Any) -> None:
     before = tree_fingerprint(repo)
     process = subprocess.Popen([SMOL, "exec", "--repo", str(repo), "--", "sleep", "60"],

@@ -175,6 +175,29 @@ def test_copy_mode_for_a_root_owned_repo(make_repo: Callable[..., Path], open_sa
     assert tree_fingerprint(repo) == before
 
 
+def test_falls_back_to_copy_mode_when_the_engine_sees_another_tree(repo: Path, open_sandbox: Callable[..., Any],
+                                                                   docker_client: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """As with an engine in a VM whose daemon finds a different directory at the repo's path: the overlay objects
+    are removed and copy mode takes over, with the same view of the tree."""
+    from runner.sandbox.docker_sandbox import DockerSandbox
+
+    monkeypatch.setattr(DockerSandbox, "_daemon_sees", lambda self, box, root, user: False)
+    before = tree_fingerprint(repo)
+    sandbox = open_sandbox(repo)
+    assert sandbox.info.mode is SandboxMode.COPY
+    assert "sees a different tree" in sandbox.info.mode_reason
+    assert sandbox.read("notes.txt") == b"untracked note\n"
+    assert sandbox.exec("echo more >> README.md").ok and b"+more" in sandbox.diff()
+    roles = {c.labels["smol.role"] for c in docker_client.containers.list(
+        all=True, filters={"label": f"smol.sandbox={sandbox.session}"})}
+    assert roles == {"keeper", "box"}
+    volumes = {v.name.rsplit("-", 1)[-1] for v in docker_client.volumes.list(
+        filters={"label": f"smol.sandbox={sandbox.session}"})}
+    assert "overlay" not in volumes and "scratch" not in volumes
+    assert tree_fingerprint(repo) == before
+
+
 def test_close_removes_everything(repo: Path, open_sandbox: Callable[..., Any], docker_client: Any) -> None:
     sandbox = open_sandbox(repo)
     session = {"label": f"smol.sandbox={sandbox.session}"}
