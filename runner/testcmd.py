@@ -138,6 +138,9 @@ def _no_tests(command: str, exit_code: int, output: str, counts: dict[str, int])
         return True
     if exit_code == 0 and re.search(r"^Ran 0 tests? in ", output, re.MULTILINE):
         return True
-    if "No tests found" in output or "no test files" in output and "--- " not in output:
+    if exit_code != 0:
+        return False
+    if "No tests found" in output:
         return True
-    return False
+    # go: every package says "[no test files]" and none ran ("ok  pkg" lines mean tests ran, even without -v)
+    return "no test files" in output and not re.search(r"^(ok|FAIL)\s", output, re.MULTILINE)

@@ -167,6 +167,11 @@ def test_never_writes_through_a_symlinked_directory(repo: Path, tmp_path: Path) 
         apply_plan(repo, plan)
     assert list(outside.iterdir()) == []
     assert read_state(repo, "escape/evil.txt") is None
+    # The rollback after that refusal must not follow the link either: a file outside survives it.
+    (outside / "evil.txt").write_text("the user's own file\n")
+    with pytest.raises(PromotionError, match="not a real directory"):
+        apply_plan(repo, plan)
+    assert (outside / "evil.txt").read_text() == "the user's own file\n"
 
 
 def test_land_on_a_new_branch_keeps_the_working_tree(repo: Path) -> None:

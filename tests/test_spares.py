@@ -57,6 +57,22 @@ def test_a_failed_spare_means_none_and_a_closed_pool_makes_no_more() -> None:
     assert not pool.prepare(KEY, lambda: "late", lambda spare: None)
 
 
+def test_a_spare_given_up_on_is_still_discarded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import runner.sandbox.spares as spares
+
+    monkeypatch.setattr(spares, "TAKE_WAIT_S", 0.05)
+    pool: SparePool[str] = SparePool()
+    release = threading.Event()
+    discarded: list[str] = []
+    assert pool.prepare(KEY, lambda: (release.wait(10), "late")[1], discarded.append)
+    assert pool.take(KEY) is None  # timed out
+    release.set()
+    deadline = time.monotonic() + 5
+    while not discarded and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert discarded == ["late"]
+
+
 def spare_keepers(docker_client: Any, exclude: set[str]) -> list[Any]:
     from runner.sandbox.labels import OWNER, owner_label
 

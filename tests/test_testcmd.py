@@ -52,6 +52,10 @@ def test_a_missing_runner_is_unavailable_not_failed() -> None:
     pytest.param("python3 -m unittest", 0, "\nRan 0 tests in 0.000s\n\nOK\n", "no tests found",
                  id="unittest-empty"),
     pytest.param("go test -v ./...", 0, "?   \texample.com/calc\t[no test files]\n", "no tests found", id="go-empty"),
+    pytest.param("go test -v ./...", 1, "?   \texample.com/a\t[no test files]\nFAIL\texample.com/b [build failed]\n",
+                 "failed", id="go-build-failure-is-not-empty"),
+    pytest.param("go test ./...", 0, "?   \texample.com/a\t[no test files]\nok  \texample.com/b\t0.01s\n", "passed",
+                 id="go-without-v"),
     pytest.param("python3 -m pytest -q", 0, PYTEST.replace("1 failed, ", ""), "passed", id="passed"),
     pytest.param("python3 -m pytest -q", 1, PYTEST, "failed", id="failed"),
 ])

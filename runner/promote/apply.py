@@ -289,6 +289,8 @@ def _rollback(repo: Path, backups: dict[str, _Backup], created: list[Path], remo
         os.makedirs(directory, exist_ok=True)
     for path, backup in backups.items():
         full = repo / path
+        if _unsafe_parent(repo, path) is not None:
+            continue  # never written (the write refuses it too), and following the parent would leave the repo
         if os.path.lexists(full) and not (os.path.isdir(full) and not os.path.islink(full)):
             os.unlink(full)
         if backup.state is not None:

@@ -65,10 +65,14 @@ class SparePool(Generic[SpareT]):
             futures = self._futures.get(key)
             if not futures:
                 return None
-            future, _ = futures.pop(0)
+            future, discard = futures.pop(0)
         try:
             return future.result(timeout=TAKE_WAIT_S)
-        except Exception as error:  # noqa: BLE001 - a failed spare only means the sandbox makes its own
+        except BaseException as error:
+            # Given up on (timeout, Ctrl-C): whatever is made later must still be removed, by its own callback.
+            future.add_done_callback(lambda done: discard(done.result()) if done.exception() is None else None)
+            if not isinstance(error, Exception):
+                raise
             log.debug("no spare: %s", error)
             return None
 
