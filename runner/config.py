@@ -70,6 +70,9 @@ class Settings(BaseSettings):
 
     approval_non_interactive: Literal["deny", "approve"] = "deny"
     """How approval requests resolve when nobody can be asked (no TTY, --json): never waits for input."""
+    smol_test_command: str = ""
+    """The command that verifies a change (e.g. `python3 -m pytest -q`); empty means the one detected from the repo's
+    files. The agent can run other test commands, but verification only ever uses this one or the detected one."""
     policy_file: str = ""
     """A TOML file of extra command-policy rules; the strictest matching rule wins."""
 
