@@ -23,6 +23,7 @@ from runner.promote.guard import (
     guard,
     is_hfs_dotgit,
     is_ntfs_dotgit,
+    line_counts,
     parse_patch,
     runs_code_reason,
     sanitize_for_terminal,
@@ -626,3 +627,47 @@ def test_describe_covers_every_kind() -> None:
     assert describe(FileChange(None, "l", "added", None, "120000", symlink_target="t\x1b")) == \
         "added       l (symlink -> t\\x1b)"
     assert describe(FileChange("a", "b", "copied", None, None, similarity=100)) == "copied      a -> b (100% similar)"
+
+
+# ------------------------------------------------------------------------ line counts
+
+
+TRICKY_BASE = "keep\n-- a SQL comment\n--- a/fake\n++ counter\nend\n"
+TRICKY_NEW = "keep\n++x\n+++ b/fake\n@@ -1 +1 @@\ndiff --git a/x b/x\nend\n"
+
+
+def test_content_lines_that_look_like_headers_are_counted(tmp_path: Path) -> None:
+    # Removed `-- a SQL comment` is `--- a SQL comment` in the patch and added `++x` is `+++x`: inside a hunk
+    # every line starting with + or - is content, whatever follows the marker.
+    patch, repo = git_patch(tmp_path, {"q.sql": TRICKY_BASE}, edit({"q.sql": TRICKY_NEW}))
+    assert b"\n--- a SQL comment\n" in patch and b"\n+++x\n" in patch and b"\n---- a/fake\n" in patch
+    (change,) = parse_patch(patch)
+    assert (change.added_lines, change.removed_lines) == (4, 3)
+    assert summarize(guard(patch, repo)) == ["modified    q.sql (+4 -3)"]
+
+
+def test_line_counts_follow_hunk_structure(tmp_path: Path) -> None:
+    base: Files = {"q.sql": TRICKY_BASE, "gone.txt": "--- x\n-- y\n", "blob.bin": b"\x00\x01" * 50}
+    change = edit({"q.sql": TRICKY_NEW, "new.txt": "+++ b/new.txt\n++ z\n", "blob.bin": b"\x00\x02" * 50},
+                  remove=("gone.txt",))
+    patch, _ = git_patch(tmp_path, base, change)
+    counts = {count.path: count for count in line_counts(patch)}
+    assert set(counts) == {"q.sql", "gone.txt", "new.txt", "blob.bin"}
+    assert (counts["q.sql"].added, counts["q.sql"].removed, counts["q.sql"].binary) == (4, 3, False)
+    assert (counts["gone.txt"].added, counts["gone.txt"].removed) == (0, 2)
+    assert (counts["new.txt"].added, counts["new.txt"].removed) == (2, 0)
+    assert counts["blob.bin"].binary and (counts["blob.bin"].added, counts["blob.bin"].removed) == (0, 0)
+    # The same numbers as the strict parser, which checks every hunk against its header.
+    assert [(c.added_lines, c.removed_lines) for c in parse_patch(patch)] == \
+        [(count.added, count.removed) for count in line_counts(patch)]
+
+
+def test_line_counts_never_raise() -> None:
+    # Unlike parse_patch, the counts are for display (`smol run` summaries): a malformed patch still counts.
+    assert line_counts(b"") == []
+    assert line_counts(b"not a patch\n+x\n") == []
+    counts = line_counts(b"diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n+c")
+    assert [(c.path, c.added, c.removed) for c in counts] == [("x", 2, 1)]
+    quoted = line_counts(b'diff --git "a/sp ace\\t" "b/sp ace\\t"\n--- "a/sp ace\\t"\n+++ "b/sp ace\\t"\n'
+                         b"@@ -1 +1 @@\n-a\n+b\n")
+    assert [(c.path, c.added, c.removed) for c in quoted] == [("sp ace\t", 1, 1)]

@@ -600,6 +600,81 @@ def parse_patch(patch: bytes) -> list[FileChange]:
     return _Parser(bytes(patch)).parse()
 
 
+@dataclass(frozen=True)
+class LineCount:
+    """Added and removed lines of one file of a patch, for display."""
+
+    path: str
+    added: int
+    removed: int
+    binary: bool = False
+
+
+def _lenient_name(header: str, plus: str | None, minus: str | None, renamed_to: str | None) -> str:
+    try:
+        names = _split_git_header(header[len("diff --git "):])
+    except ValueError:
+        names = None
+    if names is not None:
+        return names[1]
+    for value, prefix in ((renamed_to, ""), (plus, "b/"), (minus, "a/")):
+        if value is None:
+            continue
+        try:
+            name = _header_name(value) if not prefix else _file_line_name(value, prefix)
+        except ValueError:
+            continue
+        if name is not None:
+            return name
+    return header[len("diff --git "):]
+
+
+def line_counts(patch: bytes) -> list[LineCount]:
+    """Per-file added/removed line counts of a git patch, in patch order, for display; never raises.
+
+    Lines are counted by hunk structure, not by prefix: the headers of a file's section (`---`, `+++`, `index`,
+    `rename to`, ...) only come before its first `@@` line, and from there on every line that starts with `+`
+    or `-` is content. So an added `++x` (`+++x` in the patch) or a removed `-- comment` (`--- comment`) counts
+    like any other line. Nothing is verified (that is `parse_patch`'s job): a malformed patch still gets numbers.
+    """
+    counts: list[LineCount] = []
+    header: str | None = None
+    plus = minus = renamed_to = None
+    added = removed = 0
+    binary = in_hunk = False
+
+    def flush() -> None:
+        if header is not None:
+            counts.append(LineCount(_lenient_name(header, plus, minus, renamed_to), added, removed, binary))
+
+    for raw in bytes(patch).split(b"\n"):
+        text = raw.decode("utf-8", "surrogateescape")
+        if text.startswith("diff --git "):
+            flush()
+            header, plus, minus, renamed_to = text, None, None, None
+            added = removed = 0
+            binary = in_hunk = False
+        elif header is None:
+            continue
+        elif text.startswith("@@"):
+            in_hunk = True
+        elif in_hunk:
+            if text.startswith("+"):
+                added += 1
+            elif text.startswith("-"):
+                removed += 1
+        elif text.startswith("+++ "):
+            plus = text[4:]
+        elif text.startswith("--- "):
+            minus = text[4:]
+        elif text.startswith("rename to "):
+            renamed_to = text[len("rename to "):]
+        elif text == "GIT binary patch" or (text.startswith("Binary files ") and text.endswith(" differ")):
+            binary = True
+    flush()
+    return counts
+
+
 # --------------------------------------------------------------------------------------------------------------
 # .git and friends, in every spelling a filesystem may fold back to them (ports of git's path.c and utf8.c)
 # --------------------------------------------------------------------------------------------------------------
@@ -1094,5 +1169,5 @@ def summarize(report: GuardReport) -> list[str]:
 
 
 __all__ = ["EXECUTABLE", "GITLINK", "KNOWN_MODES", "REGULAR", "SYMLINK", "FileChange", "Finding", "GuardReport",
-           "PatchParseError", "describe", "guard", "is_hfs_dotgit", "is_ntfs_dotgit", "parse_patch",
-           "runs_code_reason", "sanitize_for_terminal", "summarize"]
+           "LineCount", "PatchParseError", "describe", "guard", "is_hfs_dotgit", "is_ntfs_dotgit", "line_counts",
+           "parse_patch", "runs_code_reason", "sanitize_for_terminal", "summarize"]
