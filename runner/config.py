@@ -1,14 +1,22 @@
-"""Configuration: one pydantic-settings model read from the environment and `.env`.
+"""Configuration: one pydantic-settings model, read from flags, the environment, the user's config file and `.env`.
 
 The keys of the original design (MODEL_*, AGENT_*, PHOENIX_*, VALIDATION_*, TRUNCATION_*, LOG_LEVEL,
 SUPPRESS_WARNINGS) are a contract with users; SANDBOX_* keys belong to the sandbox.
+
+Precedence, highest first: overrides (flags) > the environment > the user config file
+($XDG_CONFIG_HOME/smol/config.env, default ~/.config/smol/config.env) > `.env` in the current directory.
+A `.env` that belongs to the repo smol works on is untrusted input, like the model's output: it may only tighten
+containment (see REPO_FILE_RULES below); every value it tries to loosen is ignored with a warning.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from functools import lru_cache
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,7 +50,7 @@ class Settings(BaseSettings):
     """Everything a user can tune, with the defaults documented in `.env.example`."""
 
     model_config = SettingsConfigDict(
-        env_file=".env",
+        env_file=None,  # load_settings decides which files are read, and how far each is trusted
         env_file_encoding="utf-8",
         extra="ignore",
         case_sensitive=False,
@@ -146,25 +154,263 @@ class Settings(BaseSettings):
         return [name.strip() for name in self.sandbox_env_allowlist.split(",") if name.strip()]
 
 
-def _describe(error: ValidationError) -> str:
+log = logging.getLogger(__name__)
+
+# ----------------------------------------------------------------------------------- what a repo file may set
+# A `.env` inside the repo under work (or inside any git work tree) was written by whoever wrote the repo. It is
+# read, but a value from it is taken only when it is at least as strict as the value that applies without it
+# (the default, since a key set by a trusted source is never taken from the repo file at all):
+#   FIXED   never changed from a repo file (any different value is ignored)
+#   LOWER   a smaller number only (a limit)
+#   OFF     may only turn the switch off
+#   DENY    may only be set to "deny"
+#   SUBSET  a comma-separated list: may only remove names
+#   VERBOSE may only make smol's own logging more verbose (never hide its warnings)
+#   FREE    any value: it changes no containment
+# A key missing from this table is FIXED (fail closed); a test requires every key to be listed.
+FIXED, LOWER, OFF, DENY, SUBSET, VERBOSE, FREE = "fixed", "lower", "off", "deny", "subset", "verbose", "free"
+
+REPO_FILE_RULES: dict[str, tuple[str, str]] = {
+    # key                          rule     why
+    "model_id":                  (FIXED,   "the LiteLLM provider prefix picks where the source is sent and which "
+                                           "host credentials (OPENAI_API_KEY, AWS_*) go with it"),
+    "model_api_base":            (FIXED,   "the prompts carry the source: a repo must not redirect them"),
+    "model_temperature":         (FREE,    "sampling only"),
+    "model_max_tokens":          (LOWER,   "work done by the user's model server"),
+    "model_num_ctx":             (LOWER,   "Ollama allocates host memory for the whole window"),
+    "model_timeout":             (LOWER,   "how long the host waits"),
+    "agent_max_steps":           (LOWER,   "bounds how many commands the agent runs"),
+    "approval_non_interactive":  (DENY,    "approve would let commands run that need a human's yes"),
+    "smol_test_command":         (FREE,    "the repo owner knows its tests; it only ever runs in the sandbox, and "
+                                           "the file is read without ${VAR} expansion, so no host value reaches it"),
+    "policy_file":               (FIXED,   "a path read on the host: could name any host file or a FIFO; the "
+                                           "policy's own rules may only tighten, but where they come from is the "
+                                           "user's choice"),
+    "runs_db":                   (FIXED,   "where records holding the source are written on the host"),
+    "phoenix_enabled":           (OFF,     "traces carry the source"),
+    "phoenix_endpoint":          (FIXED,   "traces carry the source: a repo must not redirect them"),
+    "phoenix_project":           (FREE,    "a label on the user's own Phoenix"),
+    "validation_max_chars":      (LOWER,   "a limit on the model's tool arguments"),
+    "validation_max_lines":      (LOWER,   "a limit on the model's tool arguments"),
+    "validation_max_line_range": (LOWER,   "a limit on the model's tool arguments"),
+    "truncation_max_chars":      (LOWER,   "a limit on tool output"),
+    "truncation_max_lines":      (LOWER,   "a limit on tool output"),
+    "truncation_max_list_items": (LOWER,   "a limit on tool output"),
+    "log_level":                 (VERBOSE, "a quieter level would hide smol's warnings from the user"),
+    "suppress_warnings":         (OFF,     "turning it on would hide warnings from the user"),
+    "sandbox_image":             (FIXED,   "the image decides everything the sandbox is"),
+    "sandbox_auto_build":        (OFF,     "off only makes a missing image an error"),
+    "sandbox_base_source":       (FIXED,   "decides what the image is built from"),
+    "sandbox_debian_mirror":     (FIXED,   "decides what is installed into the image"),
+    "sandbox_mode":              (FREE,    "copy and overlay give the same read-only view of the same repo, and "
+                                           "auto may pick either; a forced overlay that is not possible is an "
+                                           "error, never a weaker mount"),
+    "sandbox_cpus":              (LOWER,   "a limit"),
+    "sandbox_memory":            (LOWER,   "a limit"),
+    "sandbox_pids":              (LOWER,   "a limit"),
+    "sandbox_disk":              (LOWER,   "a limit"),
+    "sandbox_tmp_size":          (LOWER,   "a limit"),
+    "sandbox_network":           (OFF,     "network access is the way out of the sandbox"),
+    "sandbox_command_timeout":   (LOWER,   "a limit"),
+    "sandbox_output_limit":      (LOWER,   "a limit"),
+    "sandbox_env_allowlist":     (SUBSET,  "each name passes a host variable (a secret) into the sandbox"),
+    "sandbox_uid":               (FIXED,   "decides who the sandbox's processes are on the host's files"),
+    "sandbox_max_diff_bytes":    (LOWER,   "a limit"),
+}
+
+_ONLY = {
+    FIXED: "a repo's file may not set it",
+    LOWER: "a repo's file may only lower it",
+    OFF: "a repo's file may only turn it off",
+    DENY: "a repo's file may only set it to deny",
+    SUBSET: "a repo's file may only remove names from it",
+    VERBOSE: "a repo's file may only make it more verbose",
+}
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_REPO_FILE_LIMIT = 1024**2
+
+
+def _names(value: str) -> set[str]:
+    return {name.strip() for name in value.split(",") if name.strip()}
+
+
+def _may_replace(rule: str, new: Any, old: Any) -> bool:
+    """May a value from a repo file (`new`) replace the value that applies without it (`old`)?"""
+    if new == old or rule == FREE:
+        return True
+    if rule == LOWER:
+        return bool(new <= old)
+    if rule == OFF:
+        return new is False
+    if rule == DENY:
+        return bool(new == "deny")
+    if rule == SUBSET:
+        return _names(new) <= _names(old)
+    if rule == VERBOSE:
+        return _LEVELS.index(new) <= _LEVELS.index(old)
+    return False  # FIXED, or a rule this function does not know
+
+
+def user_config_path() -> Path | None:
+    """$XDG_CONFIG_HOME/smol/config.env (~/.config/smol/config.env): the user's own file, read with full trust."""
+    base = os.environ.get("XDG_CONFIG_HOME", "")
+    if not os.path.isabs(base):  # the XDG spec: a relative value is invalid and ignored
+        try:
+            base = str(Path.home() / ".config")
+        except RuntimeError:  # no HOME and no passwd entry
+            return None
+    return Path(base) / "smol" / "config.env"
+
+
+def _git_work_tree(directory: Path) -> Path | None:
+    for candidate in (directory, *directory.parents):
+        if os.path.lexists(candidate / ".git"):  # a directory, or a file in worktrees and submodules
+            return candidate
+    return None
+
+
+def _repo_owned(env_file: Path, repo: str | os.PathLike[str] | None) -> str | None:
+    """Why `env_file` belongs to a repo (so it may only tighten), or None when it is the user's own.
+
+    `repo` is the repo smol works on; None means the current directory (the CLI's default `--repo .`), so without
+    a repo that is demonstrably elsewhere the `.env` of the current directory is never trusted.
+    """
+    try:
+        under_work = Path(repo if repo is not None else ".").resolve()
+        places = {env_file.parent.resolve(), env_file.resolve().parent}  # where it is, and where a link leads
+    except (OSError, RuntimeError):  # a symlink loop, a vanished directory
+        return "its location cannot be resolved"
+    for place in sorted(places):
+        if place == under_work or under_work in place.parents:
+            return "in the repo smol works on" if repo is not None else \
+                "in the current directory, the repo smol works on by default"
+        tree = _git_work_tree(place)
+        if tree is not None:
+            return f"in the git work tree {tree}"
+    return None
+
+
+def _read_repo_file(path: Path, why: str) -> tuple[dict[str, str], list[str]]:
+    """The smol keys of an untrusted `.env`, read literally (no ${VAR} expansion: that would copy host values)."""
+    from dotenv import dotenv_values
+
+    def refuse(what: str) -> tuple[dict[str, str], list[str]]:
+        return {}, [f"ignored {path} ({why}): {what}; put smol settings in the environment or in "
+                    f"{user_config_path() or '~/.config/smol/config.env'}"]
+
+    if path.is_symlink():
+        return refuse("it is a symbolic link")
+    if not path.is_file():
+        return refuse("it is not a regular file")
+    if path.stat().st_size > _REPO_FILE_LIMIT:
+        return refuse("it is larger than 1 MiB")
+    try:
+        raw = dotenv_values(path, encoding="utf-8", interpolate=False)
+    except (OSError, UnicodeDecodeError) as error:
+        return refuse(f"it cannot be read ({type(error).__name__})")
+    values: dict[str, str] = {}
+    for key, value in raw.items():
+        if value is not None and key.lower() in Settings.model_fields:
+            values[key.lower()] = value
+    return values, []
+
+
+def _describe(error: ValidationError, where: str) -> str:
     first = error.errors()[0]
     key = str(first["loc"][0]).upper() if first["loc"] else "configuration"
     value = first.get("input")
     message = first["msg"].removeprefix("Value error, ")
-    return f"{key}={value!r} is not valid ({message}); fix it in the environment or in .env"
+    return f"{key}={value!r} is not valid ({message}); fix it in {where}"
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment and `.env`; a bad value is a one-line ConfigError naming the key."""
+def _where(key: str, overrides: dict[str, object], files: list[Path]) -> str:
+    """Which trusted source set `key` (for an error message)."""
+    from dotenv import dotenv_values
+
+    if key in overrides:
+        return "the arguments"
+    if any(name.lower() == key for name in os.environ):
+        return "the environment"
+    for path in reversed(files):  # the later file wins
+        try:
+            if any(name.lower() == key for name in dotenv_values(path, encoding="utf-8")):
+                return str(path)
+        except (OSError, UnicodeDecodeError):
+            continue
+    return "the environment or the config file"
+
+
+def _build(files: list[Path], overrides: dict[str, object], where: str | None = None) -> Settings:
     try:
-        settings = Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(_env_file=tuple(files) or None, **overrides)  # type: ignore[call-arg, arg-type]
     except ValidationError as error:
-        raise ConfigError(_describe(error)) from None
+        loc = error.errors()[0]["loc"]
+        key = str(loc[0]).lower() if loc else ""
+        raise ConfigError(_describe(error, where or _where(key, overrides, files))) from None
+
+
+def load_settings_and_warnings(repo: str | os.PathLike[str] | None = None,
+                               **overrides: object) -> tuple[Settings, list[str]]:
+    """Settings, and one warning line per value a repo's `.env` tried to loosen (ignored). A bad value anywhere is a
+    one-line ConfigError naming the key and where it was set.
+
+    `repo` is the repo smol works on (the CLI's `--repo`); None means the current directory.
+    """
+    warnings: list[str] = []
+    trusted_files: list[Path] = []
+    repo_file: Path | None = None
+    repo_values: dict[str, str] = {}
+    why = ""
+    try:
+        cwd_env: Path | None = Path.cwd() / ".env"
+    except OSError:  # the current directory was removed
+        cwd_env = None
+    if cwd_env is not None and os.path.lexists(cwd_env):
+        why = _repo_owned(cwd_env, repo)
+        if why is None:
+            trusted_files.append(cwd_env)
+        else:
+            repo_file = cwd_env
+            repo_values, warnings = _read_repo_file(cwd_env, why)
+    user_config = user_config_path()
+    if user_config is not None:
+        trusted_files.append(user_config)  # after the `.env`: the later file wins
+
+    settings = _build(trusted_files, overrides)
+    pending = {key: value for key, value in repo_values.items() if key not in settings.model_fields_set}
+    taken: dict[str, Any] = {}
+    if pending:
+        assert repo_file is not None
+        candidate = _build(trusted_files, {**overrides, **pending}, where=str(repo_file))
+        instead = f"the environment or in {user_config or '~/.config/smol/config.env'}"
+        for key in pending:
+            new, old = getattr(candidate, key), getattr(settings, key)
+            rule = REPO_FILE_RULES.get(key, (FIXED, ""))[0]
+            if _may_replace(rule, new, old):
+                if new != old:
+                    taken[key] = new
+                continue
+            warnings.append(f"ignored {key.upper()}={pending[key]!r} from {repo_file} ({why}): {_ONLY[rule]}; "
+                            f"set it in {instead}")
+        if taken:
+            settings = settings.model_copy(update=taken)
+            log.debug("taken from %s (tightening only): %s", repo_file, ", ".join(k.upper() for k in taken))
+
     if settings.sandbox_disk >= settings.sandbox_memory:
+        origin = [key.upper() for key in ("sandbox_memory", "sandbox_disk") if key in taken]
         raise ConfigError(
             "SANDBOX_DISK must be below SANDBOX_MEMORY (the sandbox's writes are kept in memory); "
             "lower SANDBOX_DISK or raise SANDBOX_MEMORY"
+            + (f" ({' and '.join(origin)} set in {repo_file})" if origin else "")
         )
+    return settings, warnings
+
+
+def load_settings(repo: str | os.PathLike[str] | None = None, **overrides: object) -> Settings:
+    """Settings (see load_settings_and_warnings); the warnings go to the log."""
+    settings, warnings = load_settings_and_warnings(repo, **overrides)
+    for warning in warnings:
+        log.warning("%s", warning)
     return settings
 
 

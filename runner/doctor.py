@@ -24,15 +24,29 @@ class Check:
         return asdict(self)
 
 
-def run_checks() -> list[Check]:
-    from runner.config import load_settings
+def config_checks(repo: str | os.PathLike[str] | None = None) -> tuple[Any, list[Check]]:
+    """The settings (None when they cannot load) and one check for them, plus one warning per key a repo's `.env`
+    tried to loosen and smol ignored."""
+    from runner.config import load_settings_and_warnings, user_config_path
 
-    checks: list[Check] = []
+    config = user_config_path()
     try:
-        settings = load_settings()
+        settings, warnings = load_settings_and_warnings(repo)
     except SmolError as error:
-        return [Check("configuration", "fail", str(error), "fix the value in the environment or .env")]
-    checks.append(Check("configuration", "ok", f"model {settings.model_id}, sandbox mode {settings.sandbox_mode}"))
+        return None, [Check("configuration", "fail", str(error), "fix the value where the message says")]
+    shown = f"{config}" if config is not None and config.is_file() else f"none ({config} does not exist)"
+    checks = [Check("configuration", "ok",
+                    f"model {settings.model_id}, sandbox mode {settings.sandbox_mode}; user config: {shown}")]
+    for warning in warnings:
+        checks.append(Check("configuration", "warn", warning,
+                            f"set the key in the environment or in {config}, or remove it from that .env"))
+    return settings, checks
+
+
+def run_checks() -> list[Check]:
+    settings, checks = config_checks()
+    if settings is None:
+        return checks
 
     client = None
     try:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.config import load_settings, parse_size
+from runner.config import Settings, load_settings, parse_size
 from runner.errors import ConfigError, SandboxPathError
 from runner.sandbox.base import normalize_path
 from runner.sandbox.output import HeadTailBuffer
@@ -23,7 +23,8 @@ CONTRACT = {
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
-    for key in [*CONTRACT, "sandbox_memory", "sandbox_disk"]:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # not the developer's own config file
+    for key in Settings.model_fields:
         monkeypatch.delenv(key.upper(), raising=False)
 
 
@@ -38,12 +39,18 @@ def test_defaults_are_the_documented_contract() -> None:
 
 
 def test_env_file_and_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    (tmp_path / ".env").write_text("MODEL_ID=ollama_chat/other:7b\nSANDBOX_MEMORY=3g\n")
+    (tmp_path / ".env").write_text("MODEL_ID=ollama_chat/other:7b\nSANDBOX_MEMORY=3g\nAGENT_MAX_STEPS=9\n")
     monkeypatch.setenv("AGENT_MAX_STEPS", "7")
-    settings = load_settings()
+    (tmp_path / "elsewhere").mkdir()
+    # The .env of a directory that is neither the repo smol works on nor inside a git work tree is the user's own.
+    settings = load_settings(repo=tmp_path / "elsewhere")
     assert settings.model_id == "ollama_chat/other:7b"
     assert settings.sandbox_memory == 3 * 1024**3
-    assert settings.agent_max_steps == 7
+    assert settings.agent_max_steps == 7  # the environment wins over .env
+    # Without a repo elsewhere, the current directory is the repo: its .env may only tighten.
+    settings = load_settings()
+    assert settings.model_id == CONTRACT["model_id"]
+    assert settings.sandbox_memory == 3 * 1024**3
 
 
 @pytest.mark.parametrize(("key", "value"), [("SANDBOX_MEMORY", "lots"), ("AGENT_MAX_STEPS", "many"),
