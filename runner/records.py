@@ -3,13 +3,20 @@
 A record holds the task, the repo and its base state, the model, every step, the approval decisions, the final
 diff with the base and final contents of the touched files (what promotion and replay need), the verification
 result, the promotion outcome and the trace spans.
+
+Records and saved patches hold source code, so they are private whatever the umask: the database (and its
+-wal/-shm/-journal files) is 0600, every directory smol creates for it is 0700 and smol's own state directory
+(`$XDG_STATE_HOME/smol`) is made 0700 even when it already exists. `write_private` writes other files (saved
+patches) the same way.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
+import stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -48,6 +55,91 @@ CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at);
 def default_db_path() -> Path:
     state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state_home) / "smol" / "runs.db"
+
+
+def private_dir(path: Path | str, *, tighten: bool = False) -> Path:
+    """Make sure the directory `path` exists and return it. Every directory this creates, missing parents
+    included, is 0700 whatever the umask (as the XDG base-directory spec asks). An existing directory is left as
+    it is unless `tighten` is set (for smol's own state directory): then a real directory (not a symlink) that
+    the user owns is made 0700."""
+    path = Path(path)
+    missing: list[Path] = []
+    current = path
+    while not os.path.lexists(current) and current.parent != current:
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            continue  # created meanwhile by someone else: not ours to change
+        os.chmod(directory, 0o700)  # mkdir's mode went through the umask, which may have taken our own bits
+    if not path.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(path))
+    if tighten:
+        info = os.lstat(path)
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) != 0o700:
+            os.chmod(path, 0o700)
+    return path
+
+
+_OPEN_PRIVATE = os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _private_fd(fd: int, path: Path) -> None:
+    """Refuse anything but a regular file; make one the user owns 0600."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise OSError(errno.EINVAL, "refusing to write to something that is not a regular file", str(path))
+    if info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) != 0o600:
+        os.fchmod(fd, 0o600)
+
+
+def _open_private(path: Path, flags: int) -> int:
+    try:
+        return os.open(path, flags | _OPEN_PRIVATE, 0o600)
+    except OSError as error:
+        if error.errno in (errno.ELOOP, errno.EMLINK):  # O_NOFOLLOW met a symlink (EMLINK on the BSDs)
+            raise OSError(error.errno, "refusing to follow a symlink", str(path)) from None
+        raise
+
+
+def write_private(path: Path | str, data: bytes) -> None:
+    """Write `data` to the file `path`, readable by its owner only.
+
+    Missing parent directories are created 0700 (`private_dir`); the file is created 0600, and an existing one
+    is made 0600 (after truncation, before anything is written). A symlink at `path` is refused rather than
+    followed, and so is anything but a regular file (a FIFO neither blocks nor receives the data)."""
+    path = Path(path)
+    private_dir(path.parent)
+    fd = _open_private(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        _private_fd(fd, path)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def _private_database(path: Path) -> None:
+    """Create the database file 0600 before SQLite does (SQLite gives its -wal, -shm and -journal files the
+    database's mode), and make an existing database and its companions 0600."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)  # a symlinked db is the user's
+    try:
+        _private_fd(fd, path)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", "-journal"):
+        companion = path.with_name(path.name + suffix)
+        try:
+            fd = os.open(companion, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            continue  # absent (or not something SQLite made): nothing to tighten
+        try:
+            _private_fd(fd, companion)
+        finally:
+            os.close(fd)
 
 
 def _encode_states(states: dict[str, FileState | None]) -> dict[str, Any]:
@@ -99,7 +191,8 @@ def new_run_id() -> str:
 class RunStore:
     def __init__(self, path: Path | str | None = None) -> None:
         self.path = Path(path) if path else default_db_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent, tighten=self.path.parent == default_db_path().parent)
+        _private_database(self.path)
         with self._connect() as db:
             db.executescript(SCHEMA)
 
@@ -141,13 +234,31 @@ class RunStore:
         if changed != 1:
             raise UsageError(f"no run {run_id!r}: `smol runs list` shows the run ids")
 
+    _SHOWN_CANDIDATES = 5
+
     def get(self, run_id: str) -> RunRecord:
+        """The run with exactly this id, else the only run whose id starts or ends with it (the random tail
+        `smol runs list` shows is enough). Matching is literal and case-sensitive: `%` and `_` are no wildcards.
+        An unknown or ambiguous id is a UsageError."""
+        if not run_id:
+            raise UsageError("no run id given: `smol runs list` shows the run ids")
         with self._connect() as db:
-            rows = db.execute("SELECT * FROM runs WHERE id = ? OR id LIKE ?", (run_id, f"%{run_id}")).fetchall()
-        if len(rows) != 1:
-            problem = "no run" if not rows else "more than one run"
-            raise UsageError(f"{problem} matches {run_id!r}: `smol runs list` shows the run ids")
-        return self._record(rows[0])
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                ids = [found for (found,) in db.execute(
+                    "SELECT id FROM runs WHERE substr(id, 1, length(?1)) = ?1 OR "
+                    "(length(id) >= length(?1) AND substr(id, length(id) - length(?1) + 1) = ?1) "
+                    "ORDER BY created_at DESC, id", (run_id,))]
+                if len(ids) > 1:
+                    shown = ", ".join(ids[: self._SHOWN_CANDIDATES]) + (", …" if len(ids) > self._SHOWN_CANDIDATES
+                                                                         else "")
+                    raise UsageError(f"run id {run_id!r} is ambiguous: it matches {len(ids)} runs ({shown}); give "
+                                     "more of the id")
+                if ids:
+                    row = db.execute("SELECT * FROM runs WHERE id = ?", (ids[0],)).fetchone()
+        if row is None:
+            raise UsageError(f"no run matches {run_id!r}: `smol runs list` shows the run ids")
+        return self._record(row)
 
     def list(self, limit: int = 50) -> list[RunRecord]:
         with self._connect() as db:
