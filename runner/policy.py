@@ -46,6 +46,7 @@ fallback: it can never turn a default DENY (`sudo`, `rm -rf /`, …), a default 
 from __future__ import annotations
 
 import enum
+import logging
 import os
 import posixpath
 import re
@@ -59,6 +60,8 @@ from pathlib import Path
 from runner.errors import ConfigError
 
 __all__ = ["DEFAULT_RULES", "CommandPolicy", "Decision", "PolicyFileError", "PolicyResult", "Rule"]
+
+log = logging.getLogger(__name__)
 
 MAX_NESTING = 6
 """How deep `bash -c "eval '…'"`-style nesting is followed before the command is denied as unreadable."""
@@ -571,6 +574,48 @@ def _matching_close(source: str, index: int) -> int:
     raise _ShellSyntaxError(f"unbalanced `${opener}`")
 
 
+def _expansions_in(text: str) -> tuple[bool, list[str]]:
+    """(whether `text` expands anything, the bodies of its `$(…)` and backtick substitutions), reading `text` as
+    the body of an unquoted here-document: only a backslash quotes (the next character), quotes are ordinary
+    characters outside substitutions, and `${…}` is searched for substitutions nested in it. Unbalanced
+    substitutions are a syntax error. Used for `${…}` contents too, where it errs towards finding more."""
+    expands = False
+    substitutions: list[str] = []
+    index = 0
+    while index < len(text):
+        ch = text[index]
+        if ch == "\\":
+            index += 2
+            continue
+        if ch == "$":
+            expands = True
+            following = text[index + 1: index + 2]
+            if following in ("(", "{"):
+                close = _matching_close(text, index + 1)
+                inner = text[index + 2: close]
+                if following == "(":
+                    substitutions.append(inner)
+                else:
+                    substitutions.extend(_expansions_in(inner)[1])
+                index = close + 1
+                continue
+        elif ch == "`":
+            expands = True
+            close = _find_unescaped(text, index + 1, "`")
+            if close < 0:
+                raise _ShellSyntaxError("unbalanced backtick")
+            substitutions.append(re.sub(r"\\([\\`$])", r"\1", text[index + 1: close]))
+            index = close + 1
+            continue
+        index += 1
+    return expands, substitutions
+
+
+def _continues(line: str) -> bool:
+    """Whether a line ends with an unescaped backslash (a line continuation)."""
+    return (len(line) - len(line.rstrip("\\"))) % 2 == 1
+
+
 def _split_operators(run: str) -> list[str]:
     """Split a run of punctuation into shell operators, longest first, as bash's tokenizer does."""
     ops: list[str] = []
@@ -725,6 +770,8 @@ class _Lexer:
             close = _matching_close(source, start + 1)
             if following == "(":
                 self._substitutions.append(source[start + 2: close])
+            else:  # ${x:-$(cmd)} runs cmd
+                self._substitutions.extend(_expansions_in(source[start + 2: close])[1])
             self._add(source[start: close + 1], quoted=True)
             self.index = close + 1
         elif following == "'" and not in_double_quotes:  # $'…' ANSI-C quoting, where \' does not close
@@ -760,25 +807,36 @@ class _Lexer:
                 self._want_delimiter = op == "<<-"
 
     def _read_heredoc_bodies(self) -> None:
-        """After a newline, the bodies of pending here-documents follow; they are data, not commands."""
-        source = self.source
+        """After a newline, the bodies of pending here-documents follow. With a quoted delimiter (`<<'EOF'`) a
+        body is data; otherwise the shell expands it like a double-quoted string, so its `$(…)` and backticks
+        are commands, recorded on the delimiter token to be judged like any other command substitution. In such
+        a body a backslash-newline joins two lines before the shell looks for the delimiter."""
         for token_index, strip_tabs in self._pending:
             delimiter_token = self.tokens[token_index]
+            literal = any(delimiter_token.mask)
             body: list[str] = []
             while True:
-                if self.index >= len(source):
-                    raise _ShellSyntaxError(f"here-document delimited by {delimiter_token.text!r} is not terminated")
-                newline = source.find("\n", self.index)
-                end = len(source) if newline < 0 else newline
-                line = source[self.index: end]
-                self.index = end + 1
+                line = self._read_line(delimiter_token)
+                while not literal and _continues(line):
+                    line = line[:-1] + self._read_line(delimiter_token)
                 if (line.lstrip("\t") if strip_tabs else line) == delimiter_token.text:
                     break
                 body.append(line)
-            expands = not any(delimiter_token.mask) and any("$" in line or "`" in line for line in body)
+            expands, substitutions = (False, []) if literal else _expansions_in("\n".join(body))
             self.tokens[token_index] = replace(delimiter_token, heredoc=True,
-                                               expansion=delimiter_token.expansion or expands)
+                                               expansion=delimiter_token.expansion or expands,
+                                               substitutions=(*delimiter_token.substitutions, *substitutions))
         self._pending = []
+
+    def _read_line(self, delimiter_token: _Token) -> str:
+        source = self.source
+        if self.index >= len(source):
+            raise _ShellSyntaxError(f"here-document delimited by {delimiter_token.text!r} is not terminated")
+        newline = source.find("\n", self.index)
+        end = len(source) if newline < 0 else newline
+        line = source[self.index: end]
+        self.index = end + 1
+        return line
 
 
 def _shlex_tokens(command: str) -> list[str] | None:
@@ -1444,6 +1502,12 @@ class _Evaluator:
             elif rest[0] == "grep" and (re.fullmatch(r"-[^-]*O.*", arg) or _could_be_option(
                     arg, "--open-files-in-pager")):
                 findings.append(_deny("`git grep -O` runs an arbitrary pager program", "default:git-exec"))
+            if _could_be_option(arg, "--ext-diff") or (
+                    len(arg.split("=", 1)[0]) >= len("--textc") and _could_be_option(arg, "--textconv")):
+                # Abbreviations count where git could take them (`--textc`; `--text` is another option).
+                findings.append(_approve(f"`git {rest[0]} {arg}` runs the external diff or textconv program that "
+                                         "the repository's configuration and attributes name",
+                                         "structure:git-option"))
         return findings
 
     @staticmethod
@@ -1572,12 +1636,17 @@ class CommandPolicy:
         return self._evaluator.rules
 
     def evaluate(self, command: str) -> PolicyResult:
-        """Judge one shell command line. Never raises: anything unexpected is a DENY (fail closed)."""
+        """Judge one shell command line. Never raises: anything unexpected is a DENY (fail closed), logged."""
+        if not isinstance(command, str):
+            return _deny(f"the command is not text but {type(command).__name__}; only a shell command line can be "
+                         "judged", "parse-error")
         try:
             return self._evaluator.command(command, depth=0)
         except Exception as error:  # a policy check must fail closed rather than crash the agent loop
-            return _deny(f"the policy could not analyse this command ({type(error).__name__}: {error})",
-                         "internal-error")
+            log.exception("command policy: internal error while judging %r; the command is denied", command[:300])
+            detail = _one_line(f"{type(error).__name__}: {error}")[:200]
+            return _deny(f"internal error in the command policy ({detail}); the command is denied because the "
+                         "policy fails closed", "internal-error")
 
     def __repr__(self) -> str:
         return f"CommandPolicy({len(DEFAULT_RULES)} default rules + {len(self._extra)} extra)"

@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from runner.errors import ConfigError
-from runner.policy import DEFAULT_RULES, CommandPolicy, Decision, PolicyFileError, PolicyResult, Rule
+from runner.policy import (
+    DEFAULT_RULES,
+    CommandPolicy,
+    Decision,
+    PolicyFileError,
+    PolicyResult,
+    Rule,
+)
 
 ALLOW, ASK, DENY = Decision.ALLOW, Decision.REQUIRE_APPROVAL, Decision.DENY
 
@@ -408,3 +415,119 @@ def test_invalid_rules_are_one_line_errors_naming_the_file(tmp_path: Path, text:
 def test_a_missing_policy_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(PolicyFileError, match="does not exist"):
         CommandPolicy.from_file(tmp_path / "nope.toml")
+
+
+# --- git options that run configured programs ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [
+    "git log -p --ext-diff", "git show --ext-diff", "git diff --ext-diff", "git whatchanged -p --ext-diff",
+    "git format-patch -1 --stdout --ext-diff", "git stash show -p --ext-diff", "git range-diff --ext-diff A B",
+    "git diff-tree -p --ext-diff HEAD", "git diff-files -p --ext-diff", "git diff-index -p --ext-diff HEAD",
+    "git log --ext", "git show --ext-d", "git log --ext-diff=1", "git --no-pager log --ext-diff",
+    "/usr/bin/git show --ext-diff", "git log -1 --textconv", "git show --textconv", "git diff --textconv",
+    "git grep --textconv x", "git grep --textc x", "git blame --textconv f", "git cat-file --textconv HEAD:f",
+    "git format-patch -1 --stdout --textconv", "git diff-tree -p --textconv HEAD",
+])
+def test_external_diff_and_textconv_need_approval_for_every_git_subcommand(policy: CommandPolicy,
+                                                                            command: str) -> None:
+    result = policy.evaluate(command)
+    assert result.decision is ASK, result
+    if not command.startswith("/"):  # a program run by path says so first
+        assert result.rule == "structure:git-option"
+        assert "program" in result.reason
+
+
+def test_external_diff_and_textconv_cannot_be_allowed_by_a_policy_file(tmp_path: Path) -> None:
+    path = write_policy(tmp_path, '[[rule]]\nmatch = "git"\ndecision = "allow"\n')
+    policy = CommandPolicy.from_file(path)
+    assert policy.evaluate("git diff --ext-diff").decision is ASK
+    assert policy.evaluate("git log --textconv").decision is ASK
+
+
+@pytest.mark.parametrize("command", [
+    "git log --no-ext-diff -p", "git show --no-textconv", "git diff --text", "git grep --text x",
+    "git log -- --ext-diff", "git log --grep=--ext-diff", "git diff --exit-code",
+])
+def test_options_that_only_resemble_ext_diff_or_textconv_stay_allowed(policy: CommandPolicy, command: str) -> None:
+    assert policy.evaluate(command).decision is ALLOW, policy.evaluate(command)
+
+
+# --- command substitutions inside here-documents -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [
+    "cat <<EOF\n$(rm -rf /workspace)\nEOF",
+    "cat <<EOF\n$(rm -rf /)\nEOF",
+    "cat <<EOF\nhello `rm -rf ~` there\nEOF",
+    "cat <<-EOF\n\t$(sudo ls)\n\tEOF",
+    "cat <<EOF > notes.md\nline\n  \"$(rm -rf ~)\" it's\nEOF",
+    "cat <<A <<B\nfirst\nA\n$(rm -rf /)\nB",
+    "cat <<EOF\n${x:-$(rm -rf /)}\nEOF",
+    "cat <<EOF\n\\\\$(rm -rf /)\nEOF",
+    "cat <<EOF\n$(cat <<INNER\n$(rm -rf /)\nINNER\n)\nEOF",
+    # a backslash-newline joins lines in an unquoted here-document, so the first EOF is no delimiter:
+    "cat <<EOF\nx\\\nEOF\necho '$(rm -rf ~)'\nEOF",
+])
+def test_command_substitutions_in_a_here_document_are_judged(policy: CommandPolicy, command: str) -> None:
+    result = policy.evaluate(command)
+    assert result.decision is DENY, result
+    assert "command substitution" in result.reason
+
+
+@pytest.mark.parametrize("command", [
+    "cat <<'EOF'\n$(rm -rf /)\nEOF", 'cat <<"EOF"\n`rm -rf /`\nEOF', "cat <<\\EOF\n$(rm -rf /)\nEOF",
+    "cat <<EOF\n\\$(rm -rf /) and \\`rm -rf /\\`\nEOF",
+])
+def test_a_literal_here_document_body_is_only_data(policy: CommandPolicy, command: str) -> None:
+    result = policy.evaluate(command)
+    assert result.decision is ASK, result
+    assert result.rule == "structure:heredoc"
+
+
+def test_a_here_document_substitution_is_as_strict_as_a_top_level_one(policy: CommandPolicy) -> None:
+    for inner in ("rm -rf /", "sudo ls", "curl x | sh", "pytest", "git -c core.pager=sh log", "ls"):
+        top = policy.evaluate(f"cat $({inner})")
+        here = policy.evaluate(f"cat <<EOF\n$({inner})\nEOF")
+        assert here.decision.strictness >= top.decision.strictness, (inner, top, here)
+
+
+@pytest.mark.parametrize("command", ["cat <<EOF\n$(rm -rf /\nEOF", "cat <<EOF\n`rm -rf /\nEOF",
+                                     "cat <<EOF\nx\\\nEOF"])
+def test_an_unbalanced_substitution_or_a_continued_delimiter_in_a_here_document_is_denied(
+        policy: CommandPolicy, command: str) -> None:
+    assert policy.evaluate(command).decision is DENY
+
+
+def test_a_substitution_nested_in_a_parameter_expansion_is_judged(policy: CommandPolicy) -> None:
+    for command in ("echo ${x:-$(rm -rf /)}", 'echo "${x:-$(rm -rf /)}"', "echo ${x:-`rm -rf /`}"):
+        result = policy.evaluate(command)
+        assert result.decision is DENY, (command, result)
+
+
+# --- internal errors -----------------------------------------------------------------------------------------
+
+
+def test_an_internal_error_is_denied_logged_and_explained(monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    import runner.policy as policy_module
+
+    def broken(self: object, command: str, depth: int) -> PolicyResult:
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(policy_module._Evaluator, "command", broken)
+    with caplog.at_level("WARNING", logger="runner.policy"):
+        result = CommandPolicy.default().evaluate("pytest")
+    assert result.decision is DENY
+    assert result.rule == "internal-error"
+    assert "internal error" in result.reason and "RuntimeError" in result.reason and "\n" not in result.reason
+    (entry,) = [r for r in caplog.records if r.name == "runner.policy"]
+    assert entry.levelname in ("WARNING", "ERROR")
+    assert entry.exc_info is not None and entry.exc_info[0] is RuntimeError
+    assert "pytest" in entry.getMessage()
+
+
+def test_a_command_that_is_not_text_is_denied_without_an_internal_error(policy: CommandPolicy) -> None:
+    for command in (None, b"ls", 3):
+        result = policy.evaluate(command)  # type: ignore[arg-type]
+        assert result.decision is DENY and result.rule != "internal-error", result

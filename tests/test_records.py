@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from runner.errors import UsageError
-from runner.records import RunRecord, RunStore, default_db_path, private_dir, write_private
+from runner.records import (
+    RunRecord,
+    RunStore,
+    default_db_path,
+    private_dir,
+    write_private,
+)
 
 
 def record(run_id: str) -> RunRecord:

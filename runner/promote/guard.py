@@ -22,6 +22,7 @@ without Docker.
 from __future__ import annotations
 
 import base64
+import itertools
 import os
 import posixpath
 import re
@@ -448,10 +449,10 @@ class _Parser:
         if not old_names or not new_names:
             raise self.fail("cannot tell which file this block changes", start)
         old_name, new_name = old_names.pop(), new_names.pop()
-        if header_names is None:
-            # The header could not be split on its own: it must be exactly what git prints for these names.
-            if self.lines[start].decode("utf-8", "surrogateescape") != f"diff --git a/{old_name} b/{new_name}":
-                raise self.fail("the `diff --git` header disagrees with the file names", start)
+        # A header that could not be split on its own must be exactly what git prints for these names.
+        if header_names is None and \
+                self.lines[start].decode("utf-8", "surrogateescape") != f"diff --git a/{old_name} b/{new_name}":
+            raise self.fail("the `diff --git` header disagrees with the file names", start)
 
         similarity: int | None = None
         if "similarity" in headers:
@@ -822,7 +823,7 @@ def runs_code_reason(path: str) -> str | None:
         return "git attributes can configure filters and diff/merge drivers that run commands"
     if _is_dot_file(name, "gitmodules", "gi7eba"):
         return "submodule configuration makes git fetch and check out other repositories"
-    if any(a == ".github" and b in ("workflows", "actions") for a, b in zip(parts, parts[1:])) \
+    if any(a == ".github" and b in ("workflows", "actions") for a, b in itertools.pairwise(parts)) \
             or ".circleci" in parts[:-1] or base in _CI_FILES:
         return "CI configuration runs code on the CI machines"
     if ".husky" in parts[:-1] or ".githooks" in parts[:-1] or base in _HOOK_FILES:
