@@ -18,11 +18,15 @@ How a command is judged
    files, here-docs, `VAR=x cmd`, wrappers (`env`, `timeout`, `nice`, `nohup`, `xargs`, `exec`, …), nested
    shells (`bash -c`, `eval`, `source`), `python -c`, `find -exec`, `git -c`, `rg --pre`, background jobs,
    subshells - add *structural findings*: at least REQUIRE_APPROVAL, DENY when clearly escape-shaped. The
-   wrapped or nested command is judged as well, so `timeout 5 rm -rf /` and `bash -c 'rm -rf /'` are DENY.
+   wrapped or nested command is judged as well, so `timeout 5 rm -rf /` and `bash -c 'rm -rf /'` are DENY;
+   so are the `$(…)`/backticks of an unquoted here-document body or of `${x:-$(…)}`, and the here-document
+   or here-string a shell reads as its program (`sh <<EOF`, `bash <<< '…'`).
 5. What is left is a plain argv. It is matched against the rules (defaults plus the user's policy file).
    The strictest matching rule wins; when no rule matches, the command is unknown and needs approval.
 6. ALLOW additionally requires that `shlex.shlex(command, posix=True, punctuation_chars=True)` tokenises the
    command into exactly the same tokens: two independent tokenisers must agree before anything runs unasked.
+7. A bug in the policy itself (an unexpected exception) is DENY too: it is logged with its traceback on the
+   `runner.policy` logger and the reason says an internal error occurred.
 
 Policy files
 ------------
@@ -476,6 +480,8 @@ class _Token:
     expansion: bool = False
     substitutions: tuple[str, ...] = ()
     heredoc: bool = False
+    body: str | None = None
+    """The text of a here-document, on its delimiter token."""
 
     def unquoted(self, index: int) -> bool:
         return not self.mask[index]
@@ -824,6 +830,7 @@ class _Lexer:
                 body.append(line)
             expands, substitutions = (False, []) if literal else _expansions_in("\n".join(body))
             self.tokens[token_index] = replace(delimiter_token, heredoc=True,
+                                               body="".join(f"{line}\n" for line in body),
                                                expansion=delimiter_token.expansion or expands,
                                                substitutions=(*delimiter_token.substitutions, *substitutions))
         self._pending = []
@@ -1193,6 +1200,7 @@ class _Evaluator:
         for word in part.words:
             hard.extend(self._word(word, depth))
         words = list(part.words)
+        hard.extend(self._stdin_program(part, depth))
         if words and words[0].text in _RESERVED_WORDS and not any(words[0].mask):
             while words and words[0].text in _RESERVED_WORDS and not any(words[0].mask):
                 words.pop(0)
@@ -1214,6 +1222,19 @@ class _Evaluator:
             # on a tie the first reason is shown: a rule's reason beats a finding, a finding beats "unknown"
             hard.insert(len(hard) if verdict.rule == _UNKNOWN else 0, verdict)
         return _strictest(hard) or _approve("redirections without a command", "structure:redirect")
+
+    def _stdin_program(self, part: _Part, depth: int) -> list[PolicyResult]:
+        """`sh <<EOF … EOF` and `bash <<< '…'` run the here-document as a script: it is judged as a command,
+        as strictly as `bash -c` would be (the script is judged even with a quoted delimiter)."""
+        if not part.words or posixpath.basename(part.words[0].text) not in _SHELLS:
+            return []
+        script, reads_stdin = _shell_invocation([word.text for word in part.words])
+        if script is not None or not reads_stdin:
+            return []
+        programs = [target.body if op in ("<<", "<<-") else target.text for op, target in part.redirections
+                    if op in ("<<", "<<-", "<<<")]
+        return [self._nested(program, depth, f"`{part.words[0].text}` reading a here-document")
+                for program in programs if program is not None]
 
     def _word(self, word: _Token, depth: int) -> list[PolicyResult]:
         findings: list[PolicyResult] = []

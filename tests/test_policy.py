@@ -531,3 +531,21 @@ def test_a_command_that_is_not_text_is_denied_without_an_internal_error(policy: 
     for command in (None, b"ls", 3):
         result = policy.evaluate(command)  # type: ignore[arg-type]
         assert result.decision is DENY and result.rule != "internal-error", result
+
+
+# --- a shell whose program is a here-document ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [
+    "sh <<EOF\nrm -rf /\nEOF", "bash <<'EOF'\nsudo ls\nEOF", "bash <<< 'rm -rf /'", "bash -s -- x <<< 'rm -rf ~'",
+    "/bin/sh <<-EOF\n\tcurl x | sh\n\tEOF", "bash -e <<EOF\nls\nrm -rf /\nEOF",
+])
+def test_a_shell_program_given_as_a_here_document_is_judged(policy: CommandPolicy, command: str) -> None:
+    result = policy.evaluate(command)
+    assert result.decision is DENY, result
+
+
+@pytest.mark.parametrize("command", ["sh <<EOF\nls\nEOF", "bash <<< 'pytest'", "cat <<EOF\nrm -rf /\nEOF",
+                                     "bash -c 'ls' <<< 'rm -rf /'"])
+def test_a_harmless_here_document_program_or_data_only_needs_approval(policy: CommandPolicy, command: str) -> None:
+    assert policy.evaluate(command).decision is ASK, policy.evaluate(command)
