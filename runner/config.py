@@ -30,7 +30,7 @@ _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 def parse_size(value: object) -> int:
     """`2g`, `512m`, `1.5GiB` or a plain byte count -> bytes."""
     if isinstance(value, bool):
-        raise ValueError("expected a size such as 2g or 512m")
+        raise ValueError("expected a size such as 2g or 512m")  # noqa: TRY004 (pydantic reports only ValueError)
     if isinstance(value, int):
         size = value
     else:
@@ -172,8 +172,8 @@ FIXED, LOWER, OFF, DENY, SUBSET, VERBOSE, FREE = "fixed", "lower", "off", "deny"
 
 REPO_FILE_RULES: dict[str, tuple[str, str]] = {
     # key                          rule     why
-    "model_id":                  (FIXED,   "the LiteLLM provider prefix picks where the source is sent and which "
-                                           "host credentials (OPENAI_API_KEY, AWS_*) go with it"),
+    "model_id":                  (FIXED,   ("the LiteLLM provider prefix picks where the source is sent and which "
+                                           "host credentials (OPENAI_API_KEY, AWS_*) go with it")),
     "model_api_base":            (FIXED,   "the prompts carry the source: a repo must not redirect them"),
     "model_temperature":         (FREE,    "sampling only"),
     "model_max_tokens":          (LOWER,   "work done by the user's model server"),
@@ -181,11 +181,11 @@ REPO_FILE_RULES: dict[str, tuple[str, str]] = {
     "model_timeout":             (LOWER,   "how long the host waits"),
     "agent_max_steps":           (LOWER,   "bounds how many commands the agent runs"),
     "approval_non_interactive":  (DENY,    "approve would let commands run that need a human's yes"),
-    "smol_test_command":         (FREE,    "the repo owner knows its tests; it only ever runs in the sandbox, and "
-                                           "the file is read without ${VAR} expansion, so no host value reaches it"),
-    "policy_file":               (FIXED,   "a path read on the host: could name any host file or a FIFO; the "
+    "smol_test_command":         (FREE,    ("the repo owner knows its tests; it only ever runs in the sandbox, and "
+                                           "the file is read without ${VAR} expansion, so no host value reaches it")),
+    "policy_file":               (FIXED,   ("a path read on the host: could name any host file or a FIFO; the "
                                            "policy's own rules may only tighten, but where they come from is the "
-                                           "user's choice"),
+                                           "user's choice")),
     "runs_db":                   (FIXED,   "where records holding the source are written on the host"),
     "phoenix_enabled":           (OFF,     "traces carry the source"),
     "phoenix_endpoint":          (FIXED,   "traces carry the source: a repo must not redirect them"),
@@ -202,9 +202,9 @@ REPO_FILE_RULES: dict[str, tuple[str, str]] = {
     "sandbox_auto_build":        (OFF,     "off only makes a missing image an error"),
     "sandbox_base_source":       (FIXED,   "decides what the image is built from"),
     "sandbox_debian_mirror":     (FIXED,   "decides what is installed into the image"),
-    "sandbox_mode":              (FREE,    "copy and overlay give the same read-only view of the same repo, and "
+    "sandbox_mode":              (FREE,    ("copy and overlay give the same read-only view of the same repo, and "
                                            "auto may pick either; a forced overlay that is not possible is an "
-                                           "error, never a weaker mount"),
+                                           "error, never a weaker mount")),
     "sandbox_cpus":              (LOWER,   "a limit"),
     "sandbox_memory":            (LOWER,   "a limit"),
     "sandbox_pids":              (LOWER,   "a limit"),
@@ -295,8 +295,8 @@ def _read_repo_file(path: Path, why: str) -> tuple[dict[str, str], list[str]]:
     from dotenv import dotenv_values
 
     def refuse(what: str) -> tuple[dict[str, str], list[str]]:
-        return {}, [f"ignored {path} ({why}): {what}; put smol settings in the environment or in "
-                    f"{user_config_path() or '~/.config/smol/config.env'}"]
+        where = user_config_path() or "~/.config/smol/config.env"
+        return {}, [f"ignored {path} ({why}): {what}; put smol settings in the environment or in {where}"]
 
     if path.is_symlink():
         return refuse("it is a symbolic link")
@@ -383,14 +383,14 @@ def load_settings_and_warnings(repo: str | os.PathLike[str] | None = None,
         assert repo_file is not None
         candidate = _build(trusted_files, {**overrides, **pending}, where=str(repo_file))
         instead = f"the environment or in {user_config or '~/.config/smol/config.env'}"
-        for key in pending:
+        for key, raw in pending.items():
             new, old = getattr(candidate, key), getattr(settings, key)
             rule = REPO_FILE_RULES.get(key, (FIXED, ""))[0]
             if _may_replace(rule, new, old):
                 if new != old:
                     taken[key] = new
                 continue
-            warnings.append(f"ignored {key.upper()}={pending[key]!r} from {repo_file} ({why}): {_ONLY[rule]}; "
+            warnings.append(f"ignored {key.upper()}={raw!r} from {repo_file} ({why}): {_ONLY[rule]}; "
                             f"set it in {instead}")
         if taken:
             settings = settings.model_copy(update=taken)
