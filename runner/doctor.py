@@ -39,7 +39,7 @@ def config_checks(repo: str | os.PathLike[str] | None = None) -> tuple[Any, list
                     f"model {settings.model_id}, sandbox mode {settings.sandbox_mode}; user config: {shown}")]
     for warning in warnings:
         checks.append(Check("configuration", "warn", warning,
-                            f"set the key in the environment or in {config}, or remove it from that .env"))
+                            f"none if the repo put it there; if you want it, set it in the environment or in {config}"))
     return settings, checks
 
 
