@@ -86,13 +86,16 @@ def private_dir(path: Path | str, *, tighten: bool = False) -> Path:
 _OPEN_PRIVATE = os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
-def _private_fd(fd: int, path: Path) -> None:
-    """Refuse anything but a regular file; make one the user owns 0600."""
+def _private_fd(fd: int, path: Path, *, exact: bool = True) -> None:
+    """Refuse anything but a regular file; make one the user owns 0600 (`exact`) or take away every permission
+    of the group and others (an existing file keeps its owner bits: a read-only database stays read-only)."""
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         raise OSError(errno.EINVAL, "refusing to write to something that is not a regular file", str(path))
-    if info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) != 0o600:
-        os.fchmod(fd, 0o600)
+    current = stat.S_IMODE(info.st_mode)
+    wanted = 0o600 if exact else current & 0o700
+    if info.st_uid == os.getuid() and current != wanted:
+        os.fchmod(fd, wanted)
 
 
 def _open_private(path: Path, flags: int) -> int:
@@ -124,10 +127,17 @@ def write_private(path: Path | str, data: bytes) -> None:
 
 def _private_database(path: Path) -> None:
     """Create the database file 0600 before SQLite does (SQLite gives its -wal, -shm and -journal files the
-    database's mode), and make an existing database and its companions 0600."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)  # a symlinked db is the user's
+    database's mode); take the group's and others' permissions from an existing database and its companions."""
+    existed = path.exists()
+    try:  # a symlinked database is the user's choice: followed
+        fd = os.open(path, (os.O_RDONLY if existed else os.O_RDWR | os.O_CREAT) | os.O_NONBLOCK | os.O_CLOEXEC,
+                     0o600)
+    except PermissionError:
+        if not existed:
+            raise
+        return  # someone else's: not ours to change, and SQLite may still read it
     try:
-        _private_fd(fd, path)
+        _private_fd(fd, path, exact=not existed)
     finally:
         os.close(fd)
     for suffix in ("-wal", "-shm", "-journal"):
@@ -137,7 +147,7 @@ def _private_database(path: Path) -> None:
         except OSError:
             continue  # absent (or not something SQLite made): nothing to tighten
         try:
-            _private_fd(fd, companion)
+            _private_fd(fd, companion, exact=False)
         finally:
             os.close(fd)
 

@@ -179,3 +179,14 @@ def test_write_private_refuses_a_fifo(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(OSError):
         write_private(fifo, b"secret")  # neither blocks nor writes into a pipe
+
+
+def test_a_read_only_store_can_still_be_read(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    RunStore(path).save(record("r1"))
+    os.chmod(path, 0o400)
+    try:
+        assert RunStore(path).get("r1").id == "r1"
+        assert mode(path) == 0o400
+    finally:
+        os.chmod(path, 0o600)
