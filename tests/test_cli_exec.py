@@ -70,7 +70,7 @@ def test_exec_names_what_the_patch_leaves_out(repo: Path, tmp_path: Path) -> Non
     assert "left out of the change: new files your ignore rules match: build.log, build/out.o" in result.stderr
     assert "left out of the change: FIFOs, sockets or devices a patch cannot carry: pipe" in result.stderr
     shown = json.loads(smol("exec", "--repo", str(repo), "--json", "--", "mkfifo", "fifo").stdout)
-    assert shown["left_out"] == {"ignored": [], "special": ["fifo"]}
+    assert shown["left_out"] == {"ignored": [], "special": ["fifo"], "git": []}
 
 
 def test_exec_json(repo: Path) -> None:

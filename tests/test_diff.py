@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import tree_fingerprint
+from tests.conftest import chown_tree, git, tree_fingerprint
 
 MANIFEST = r"""
 import hashlib, json, os, stat, sys
@@ -106,9 +106,9 @@ def test_diff_round_trip(change: str, mode: str, diff_repo: Callable[..., Path],
     if change == "ignored new file left out":
         assert patch == b""
         expected.pop("app.log")
-        assert sandbox.left_out == {"ignored": ["app.log"], "special": []}
+        assert sandbox.left_out == {"ignored": ["app.log"], "special": [], "git": []}
     else:
-        assert sandbox.left_out == {"ignored": [], "special": []}
+        assert sandbox.left_out == {"ignored": [], "special": [], "git": []}
     if change == "git internals are never part of it":
         assert patch == b""
     assert host_manifest(applied) == expected
@@ -127,3 +127,64 @@ def test_all_changes_at_once(diff_repo: Callable[..., Path], open_sandbox: Calla
     assert b"rename from" in patch or b"deleted file mode" in patch
     assert b"GIT binary patch" in patch
     assert host_manifest(apply_to_copy(repo, patch, tmp_path)) == sandbox_manifest(sandbox)
+
+
+GIT_SPELLINGS = (
+    "mkdir -p .GIT .Git/hooks src/.gIt 'git~1' '.git.' && echo evil > .GIT/config && echo hook > .Git/hooks/x "
+    "&& echo y > src/.gIt/config && echo z > 'git~1/a' && echo w > '.git./b' && echo bare > .GiT "
+    "&& git init -q nested && echo inner > nested/file.txt && echo real >> README.md"
+)
+
+
+@pytest.mark.parametrize("mode", ["overlay", "copy"])
+def test_git_spellings_and_nested_repos_are_named_not_dropped_silently(mode: str, diff_repo: Callable[..., Path],
+                                                                       open_sandbox: Callable[..., Any],
+                                                                       tmp_path: Path) -> None:
+    repo = diff_repo(1000 if mode == "overlay" else None)
+    sandbox = open_sandbox(repo)
+    assert sandbox.info.mode.value == mode
+    result = sandbox.exec(GIT_SPELLINGS)
+    assert result.exit_code == 0, result.stderr
+    patch = sandbox.diff()
+    assert b"+real" in patch
+    for name in (b".GIT", b".Git", b"gIt", b"git~1", b".git.", b".GiT", b"nested"):
+        assert name not in patch, name
+    assert sandbox.left_out["git"] == [".GIT", ".GiT", ".Git", ".git.", "git~1", "nested", "src/.gIt"]
+    assert sandbox.left_out["ignored"] == [] and sandbox.left_out["special"] == []
+    apply_to_copy(repo, patch, tmp_path)
+    # Once they are gone again, nothing is left out.
+    assert sandbox.exec("rm -rf .GIT .Git src/.gIt git~1 .git. .GiT nested").ok
+    sandbox.diff()
+    assert sandbox.left_out["git"] == []
+
+
+def test_a_nested_repository_of_the_start_is_left_as_it_is(make_repo: Callable[..., Path],
+                                                          open_sandbox: Callable[..., Any]) -> None:
+    """Changing files inside a nested repository (or turning a directory into one) never puts them in the patch,
+    in either mode, and is named; leaving it alone says nothing."""
+    for mode, owner in (("overlay", 1000), ("copy", None)):
+        repo = make_repo(f"repo-{mode}", owner=owner)
+        git(repo, "init", "-q", "third_party")
+        (repo / "third_party" / "lib.py").write_text("lib\n")
+        if owner is not None:
+            chown_tree(repo, owner, owner)
+        sandbox = open_sandbox(repo)
+        assert sandbox.info.mode.value == mode
+        assert sandbox.diff() == b"" and sandbox.left_out["git"] == []
+        assert sandbox.exec("git init -q vendor && echo v > vendor/v.txt").ok
+        sandbox.diff()
+        assert sandbox.left_out["git"] == ["vendor"]
+        assert sandbox.exec("git init -q src && echo changed >> src/app.py").ok
+        patch = sandbox.diff()
+        assert b"src/" not in patch, "a directory that became a repository is neither changed nor deleted"
+        assert sandbox.left_out["git"] == ["src", "vendor"]
+
+
+def test_more_than_a_hundred_left_out_paths_are_counted_not_named(diff_repo: Callable[..., Path],
+                                                                 open_sandbox: Callable[..., Any]) -> None:
+    sandbox = open_sandbox(diff_repo(1000))
+    assert sandbox.exec("for i in $(seq 1 150); do echo x > f$i.log; done").ok
+    assert sandbox.diff() == b""
+    ignored = sandbox.left_out["ignored"]
+    assert len(ignored) == 100 and all(name.endswith(".log") for name in ignored), ignored[-3:]
+    assert not any(name.startswith("...") for name in ignored)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import posixpath
 import select
 import socket
 import stat
@@ -84,6 +85,20 @@ _BASE_ENV = {
     "PYTEST_ADDOPTS": "-p no:cacheprovider",
 }
 
+_HELPER_ENV = {
+    "PATH": "/usr/bin:/bin",
+    "HOME": "/nonexistent",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+}
+"""The whole environment of the commands smol itself runs in the sandbox (read, write, list, export, diff, sweep):
+nothing from SANDBOX_ENV_ALLOWLIST, no PYTHON* variables, and a HOME that does not exist, so no file the agent
+can write ($HOME/.gitconfig, a .pth or usercustomize in the user site, rc files) is consulted."""
+
+PYTHON = ["/usr/bin/python3", "-I", "-S"]
+"""How helpers in Python run: isolated (no script directory or cwd on sys.path, no user site, PYTHON* ignored) and
+without site (nothing of site-packages either); with `/` as their working directory, never the repo."""
+
 
 @dataclass
 class RawResult:
@@ -127,6 +142,8 @@ class DockerSandbox(Sandbox):
         self._lock = threading.RLock()
         self._closed = False
         self._owns_client = False
+        self._oom_kills = 0
+        """Processes the box's memory limit had killed at the last sweep (a new container starts at 0)."""
         self.warm_spare = False
         """Whether this sandbox started on a spare made ahead of time (one container start instead of two)."""
 
@@ -300,11 +317,13 @@ class DockerSandbox(Sandbox):
                        nano_cpus=100_000_000, network_mode="none", tmpfs={})
         return options
 
-    def _keeper(self, image: str, uid: int, gid: int, volume: str) -> Container:
+    def _keeper(self, image: str, uid: int, gid: int, volume: str, base: str | None = None) -> Container:
         from docker.types import Mount
 
-        return self._run(image, "keeper", [Mount("/keep", volume, type="volume", no_copy=True)],
-                         **self._keeper_options(uid, gid))
+        mounts = [Mount("/keep", volume, type="volume", no_copy=True)]
+        if base is not None:
+            mounts.append(Mount("/base", base, type="volume", no_copy=True))
+        return self._run(image, "keeper", mounts, **self._keeper_options(uid, gid))
 
     def _start_overlay(self, repo: Path, image: str, uid: int, gid: int) -> None:
         import docker.errors
@@ -370,8 +389,7 @@ class DockerSandbox(Sandbox):
             link = tarfile.TarInfo("lower")
             link.type, link.linkname = tarfile.SYMTYPE, str(repo)
             archive.addfile(link)
-        if not keeper.put_archive("/keep", layout.getvalue()):
-            raise SandboxError("preparing the overlay failed")
+        _put_archive(keeper, "/keep", layout.getvalue(), "preparing the overlay")
         self._start_container(box, "box")
         self._box = box
         if not self._daemon_sees(box, root, f"{uid}:{gid}"):
@@ -438,25 +456,43 @@ class DockerSandbox(Sandbox):
                 == sorted(os.listdir(self.repo))
 
     def _start_copy(self, repo: Path, image: str, uid: int, gid: int) -> None:
+        """The tree twice: the workspace (the sandbox user's, on a tmpfs capped at SANDBOX_DISK) and the baseline
+        for the diff, owned by the keeper's uid with no write bit for anyone else, mounted read-only in the box.
+
+        Relative symlinks that lead out of the tree (`up -> ..`) are refused by the engine's archive extraction;
+        they are made afterwards, as links, by the owner of each tree: the same link text in both, so the diff sees
+        no change."""
         from docker.types import Mount
 
         self._progress(f"copying {repo} into the sandbox")
         workspace = self._tmpfs_volume("workspace", uid, gid, repo.stat().st_mode)
-        self._keeper(image, uid, gid, workspace)
         base = self._volume("base")
+        keeper = self._keeper(image, uid, gid, workspace, base)
+        # The base volume is /sandbox, read-only; the baseline is its directory `base`, made by the archive and
+        # so owned by the keeper's uid (a volume's own root belongs to root and cannot be re-owned that way).
         mounts = [Mount(WORKSPACE, workspace, type="volume", no_copy=True),
-                  Mount(BASE, base, type="volume", no_copy=True)]
+                  Mount(posixpath.dirname(BASE), base, type="volume", read_only=True, no_copy=True)]
         self._box = self._run(image, "box", mounts, **self._hardening(uid, gid))
+        owner = keeper_uid(uid)
         with tempfile.TemporaryFile() as working, tempfile.TemporaryFile() as baseline:
-            size = write_tree_archives(repo, working, baseline, uid, gid)
+            size, outside = write_tree_archives(repo, working, baseline, uid, gid, base_owner=owner)
             if size > self.settings.sandbox_disk:
                 raise SandboxError(
                     f"the repo holds {size >> 20} MiB, more than SANDBOX_DISK allows in copy mode: raise SANDBOX_DISK"
                 )
-            for archive, target in ((working, WORKSPACE), (baseline, BASE)):
+            for archive, target in ((working, "/keep"), (baseline, "/base")):
                 archive.seek(0)
-                if not self._box.put_archive(target, archive):
-                    raise SandboxError(f"copying the repo into {target} failed")
+                _put_archive(keeper, target, archive, "copying the repo into the sandbox")
+        if outside:
+            listing = b"".join(name.encode("utf-8", "surrogateescape") + b"\0" + link + b"\0"
+                               for name, link in outside)
+            for container, root, user in ((keeper, f"/base/{BASE_DIR}", f"{owner}:{owner}"),
+                                          (self._box, WORKSPACE, f"{uid}:{gid}")):
+                made, output = _exec_plain(container, [*PYTHON, "-c", _LINK_SCRIPT, root], listing, user)
+                if made != 0:
+                    last = output.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+                    raise SandboxError(f"copying the repo into the sandbox failed: could not recreate "
+                                       f"{len(outside)} symlink(s) that lead out of the repo ({last[0][:200]})")
 
     # ------------------------------------------------------------------ running commands
     def _exec_env(self, extra: dict[str, str] | None) -> dict[str, str]:
@@ -483,20 +519,33 @@ class DockerSandbox(Sandbox):
             raise UsageError("no command given")
         deadline = float(timeout or self.settings.sandbox_command_timeout)
         wrapped = [f"{HELPERS}/smol-exec", f"{deadline:g}", *argv]
-        with _tracer().start_as_current_span("sandbox.exec") as span:
+        memory_kill: bool | None = None
+        swept = False
+        with self._lock, _tracer().start_as_current_span("sandbox.exec") as span:
             raw = self._exec_raw(
                 wrapped, timeout=deadline, workdir=workdir, env=self._exec_env(env), stdin=stdin,
                 on_output=on_output, output_limit=output_limit or self.settings.sandbox_output_limit,
             )
             timed_out = raw.timed_out or (raw.exit_code in (124, 137) and raw.duration_s >= deadline - 0.05)
+            if not raw.timed_out and (raw.exit_code > 128 or raw.exit_code < 0):
+                # A death by signal may be the wrapper's own, before its final sweep ran (the command can kill
+                # it: same uid). An exit status of 128 or less comes from a wrapper that finished, sweep included.
+                memory_kill, swept = self._sweep(), True
             span.set_attributes({"exec.command": argv[0], "exec.exit_code": raw.exit_code,
                                  "exec.duration_ms": round(raw.duration_s * 1000, 3), "exec.timed_out": timed_out,
-                                 "exec.truncated": raw.truncated})
+                                 "exec.truncated": raw.truncated, "exec.swept": swept})
         notes = list(raw.notes)
         if timed_out:
             notes.append(f"timed out after {deadline:g}s; everything the command started was stopped")
         elif raw.exit_code == 137:
-            notes.append("killed (SIGKILL): most likely the sandbox memory limit (SANDBOX_MEMORY)")
+            if memory_kill:
+                notes.append("killed (SIGKILL): the sandbox memory limit (SANDBOX_MEMORY) was reached")
+            elif memory_kill is None:
+                notes.append("killed (SIGKILL): by the sandbox memory limit (SANDBOX_MEMORY) or from inside the sandbox")
+            else:
+                notes.append("killed (SIGKILL) from inside the sandbox, not by the memory limit")
+        elif memory_kill:
+            notes.append("the sandbox memory limit (SANDBOX_MEMORY) killed a process during this command")
         return ExecResult(
             exit_code=raw.exit_code,
             stdout=raw.stdout.decode("utf-8", errors="replace"),
@@ -520,13 +569,16 @@ class DockerSandbox(Sandbox):
         on_output: OutputCallback | None = None,
         output_limit: int,
         user: str | None = None,
+        cwd: str | None = None,
     ) -> RawResult:
+        """Run argv in the box; `cwd` (absolute) overrides `workdir` (repo-relative)."""
         import docker.errors
 
         if self._box is None:
             raise SandboxError("the sandbox is not started")
-        directory = normalize_path(workdir)
-        cwd = WORKSPACE if directory == "." else f"{WORKSPACE}/{directory}"
+        if cwd is None:
+            directory = normalize_path(workdir)
+            cwd = WORKSPACE if directory == "." else f"{WORKSPACE}/{directory}"
         identity = user or f"{self.info.uid}:{self.info.gid}"
         with self._lock:
             started = time.monotonic()
@@ -548,9 +600,10 @@ class DockerSandbox(Sandbox):
                     raw_socket.sendall(stdin)
                     raw_socket.shutdown(socket.SHUT_WR)
                 for stream, chunk in _frames(raw_socket, host_deadline):
-                    buffers[stream if stream in buffers else 1].write(chunk)
-                    if on_output is not None:
-                        on_output("stderr" if stream == 2 else "stdout", chunk)
+                    # Streamed output is bounded like kept output: the head now, the tail at the end.
+                    shown = buffers[stream if stream in buffers else 1].write(chunk)
+                    if on_output is not None and shown:
+                        on_output("stderr" if stream == 2 else "stdout", shown)
             except TimeoutError:
                 timed_out = True
                 notes.append("the host stopped a command that outlived its deadline")
@@ -560,6 +613,11 @@ class DockerSandbox(Sandbox):
                     sock.close()
                 except OSError:
                     pass
+            if on_output is not None:
+                for stream, name in ((1, "stdout"), (2, "stderr")):
+                    rest = buffers[stream].rest()
+                    if rest:
+                        on_output(name, rest)
             exit_code = self._exit_code(exec_id, timed_out)
             duration = time.monotonic() - started
         return RawResult(
@@ -595,12 +653,32 @@ class DockerSandbox(Sandbox):
             pass
         log.warning("restarting the sandbox container to stop a runaway command")
         self._box.restart(timeout=1)
+        self._oom_kills = 0  # a restarted container has a fresh memory cgroup
+
+    def _sweep(self) -> bool | None:
+        """End every process of the sandbox user, from outside the command's wrapper (which the command may have
+        killed before its own sweep). Returns whether the memory limit killed a process since the last sweep
+        (None when the engine does not say)."""
+        try:
+            raw = self._exec_raw([f"{HELPERS}/smol-exec", "--sweep"], timeout=30, cwd="/", env=dict(_HELPER_ENV),
+                                 output_limit=4096)
+        except SandboxError:
+            raw = None
+        if raw is None or raw.exit_code != 0 or raw.timed_out:
+            self._reap()
+            return None
+        _, _, count = raw.stdout.decode(errors="replace").strip().partition("oom_kill ")
+        if not count.isdigit():
+            return None
+        kills, previous = int(count), self._oom_kills
+        self._oom_kills = kills
+        return kills > previous
 
     # ------------------------------------------------------------------ files
     def read(self, path: str, *, max_bytes: int | None = None) -> bytes:
         target = normalize_path(path)
         limit = max_bytes or self.settings.sandbox_max_diff_bytes
-        result = self._exec_raw(["cat", "--", target], timeout=60, env=self._exec_env(None), output_limit=limit)
+        result = self._exec_raw(["cat", "--", target], timeout=60, env=dict(_HELPER_ENV), output_limit=limit)
         if result.exit_code != 0:
             message = result.stderr.decode(errors="replace").strip().removeprefix("cat: ")
             raise SandboxError(f"cannot read {target}: {message}")
@@ -616,13 +694,15 @@ class DockerSandbox(Sandbox):
         if executable is not None:
             script += ' && chmod ' + ('+x' if executable else '-x') + ' -- "$1"'
         result = self._exec_raw(["bash", "-c", script, "write", target], timeout=60, stdin=data,
-                                env=self._exec_env(None), output_limit=64 * 1024)
+                                env=dict(_HELPER_ENV), output_limit=64 * 1024)
         if result.exit_code != 0:
             raise SandboxError(f"cannot write {target}: {result.stderr.decode(errors='replace').strip()}")
 
     def list_files(self, pattern: str = "*", *, limit: int | None = None) -> list[str]:
-        argv = ["rg", "--files", "--hidden", "--sort", "path", "--glob", "!.git", "--glob", pattern or "*"]
-        result = self._exec_raw(argv, timeout=120, env=self._exec_env(None), output_limit=64 * 1024**2)
+        # No config file and no global excludes: only the repo's own ignore files decide what is listed.
+        argv = ["rg", "--no-config", "--no-ignore-global", "--files", "--hidden", "--sort", "path",
+                "--glob", "!.git", "--glob", pattern or "*"]
+        result = self._exec_raw(argv, timeout=120, env=dict(_HELPER_ENV), output_limit=64 * 1024**2)
         if result.exit_code not in (0, 1):
             raise SandboxError(f"listing files failed: {result.stderr.decode(errors='replace').strip()}")
         names = result.stdout.decode("utf-8", errors="replace").splitlines()
@@ -633,31 +713,26 @@ class DockerSandbox(Sandbox):
         if not names:
             return {}
         listing = b"".join(name.encode("utf-8", "surrogateescape") + b"\0" for name in names)
-        argv = ["python3", "-c", _EXPORT_SCRIPT, BASE if original else WORKSPACE]
-        result = self._exec_raw(argv, timeout=600, stdin=listing, env=self._exec_env(None),
+        argv = [*PYTHON, "-c", _EXPORT_SCRIPT, BASE if original else WORKSPACE]
+        result = self._exec_raw(argv, timeout=600, stdin=listing, env=dict(_HELPER_ENV), cwd="/",
                                 output_limit=self.settings.sandbox_max_diff_bytes + 1)
         if result.exit_code != 0 or result.truncated:
             raise SandboxError(f"exporting files failed: {result.stderr.decode(errors='replace').strip()[:300]}")
         return read_file_states(result.stdout)
 
     def diff(self) -> bytes:
-        argv = [f"{HELPERS}/smol-diff", BASE, WORKSPACE]
+        argv = [*PYTHON, f"{HELPERS}/smol-diff", BASE, WORKSPACE]
         if self.info.mode is SandboxMode.OVERLAY:
             argv.append(f"{SCRATCH}/upper")
         limit = self.settings.sandbox_max_diff_bytes
         with _tracer().start_as_current_span("sandbox.diff") as span:
-            result = self._exec_raw(argv, timeout=600, env=self._exec_env(None), output_limit=limit + 1)
+            result = self._exec_raw(argv, timeout=600, env=dict(_HELPER_ENV), cwd="/", output_limit=limit + 1)
             span.set_attributes({"diff.bytes": result.stdout_bytes, "diff.exit_code": result.exit_code})
         if result.exit_code != 0:
             raise SandboxError(f"computing the diff failed: {result.stderr.decode(errors='replace').strip()}")
         if result.truncated:
             raise SandboxError(f"the change is larger than SANDBOX_MAX_DIFF_BYTES ({limit} bytes); raise it to see it")
-        left_out: dict[str, list[str]] = {"ignored": [], "special": []}
-        for line in result.stderr.split(b"\n"):
-            kind, tab, path = line.partition(b"\t")
-            if tab and kind.decode(errors="replace") in left_out:
-                left_out[kind.decode()].append(path.decode("utf-8", "surrogateescape"))
-        self.left_out = left_out
+        self.left_out = parse_left_out(result.stderr)
         return result.stdout
 
 
@@ -670,6 +745,22 @@ with tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMA
         if name and (os.path.islink(path) or os.path.isfile(path)):
             archive.add(os.fsdecode(path), arcname=name.decode("utf-8", "surrogateescape"), recursive=False)
 """
+
+
+LEFT_OUT_KINDS = ("ignored", "special", "git")
+"""What smol-diff leaves out of a patch: new files the ignore rules match; FIFOs, sockets and devices; `.git` in
+any spelling git refuses (`.GIT`, `git~1`, `.git.`) and nested repositories, when something in them changed."""
+
+
+def parse_left_out(report: bytes) -> dict[str, list[str]]:
+    """smol-diff's stderr: NUL-terminated `kind<TAB>path` records (`more<TAB>kind<TAB>count` lines are counts)."""
+    left_out: dict[str, list[str]] = {kind: [] for kind in LEFT_OUT_KINDS}
+    for record in report.split(b"\0"):
+        kind, tab, path = record.partition(b"\t")
+        name = kind.decode(errors="replace")
+        if tab and path and name in left_out:
+            left_out[name].append(path.decode("utf-8", "surrogateescape"))
+    return left_out
 
 
 def read_file_states(archive: bytes) -> dict[str, FileState]:
@@ -793,14 +884,22 @@ def _frames(raw: socket.socket, deadline: float) -> Iterator[tuple[int, bytes]]:
         pending += chunk
 
 
-def write_tree_archives(repo: Path, working: BinaryIO, baseline: BinaryIO, uid: int, gid: int) -> int:
-    """Tar the tree twice: owned by the sandbox user (its workspace), and root-owned but readable (the baseline).
+def write_tree_archives(repo: Path, working: BinaryIO, baseline: BinaryIO, uid: int, gid: int, *,
+                        base_owner: int = 0) -> tuple[int, list[tuple[str, bytes]]]:
+    """Tar the tree twice: owned by the sandbox user (its workspace), and owned by `base_owner` with no write bit
+    for group or others, under BASE_DIR (the baseline: the sandbox user can read it, never write it).
 
-    Returns the bytes of file content. FIFOs, sockets and devices are skipped: they cannot be copied meaningfully.
+    Returns the bytes of file content and the relative symlinks that lead out of the tree, (path, link text) each:
+    the engine refuses to extract those, so they are left out of both archives for the caller to make.
+    FIFOs, sockets and devices are skipped: they cannot be copied meaningfully.
     """
     total = 0
+    outside: list[tuple[str, bytes]] = []
     with tarfile.open(fileobj=working, mode="w", format=tarfile.PAX_FORMAT) as work_tar, \
             tarfile.open(fileobj=baseline, mode="w", format=tarfile.PAX_FORMAT) as base_tar:
+        top = base_tar.gettarinfo(str(repo), BASE_DIR)
+        top.uid, top.gid, top.uname, top.gname, top.mode = base_owner, base_owner, "", "", 0o755
+        base_tar.addfile(top)  # a directory of the volume, so that its owner too is the baseline's
         for dirpath, dirnames, filenames in os.walk(repo):
             dirnames.sort()
             for name in [*dirnames, *sorted(filenames)]:
@@ -808,6 +907,9 @@ def write_tree_archives(repo: Path, working: BinaryIO, baseline: BinaryIO, uid: 
                 arcname = os.path.relpath(full, repo)
                 st = os.lstat(full)
                 if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+                    continue
+                if stat.S_ISLNK(st.st_mode) and _leaves_tree(arcname, os.readlink(full)):
+                    outside.append((arcname, os.fsencode(os.readlink(full))))
                     continue
                 info = work_tar.gettarinfo(full, arcname)
                 info.uid, info.gid, info.uname, info.gname = uid, gid, "", ""
@@ -817,10 +919,93 @@ def write_tree_archives(repo: Path, working: BinaryIO, baseline: BinaryIO, uid: 
                     if content is not None:
                         content.seek(0)
                         total += info.size
-                    info.uid, info.gid = 0, 0
-                    info.mode |= 0o555 if info.isdir() else 0o444
+                    info.uid, info.gid = base_owner, base_owner
+                    # Readable by all, writable by its owner only; no setuid/setgid/sticky. git reads the
+                    # owner's exec bit, which is kept.
+                    info.mode = 0o755 if info.isdir() else (info.mode & 0o755) | 0o444
+                    info.name = f"{BASE_DIR}/{arcname}"
+                    if info.islnk():
+                        info.linkname = f"{BASE_DIR}/{info.linkname}"
                     base_tar.addfile(info, content)
                 finally:
                     if content is not None:
                         content.close()
-    return total
+    return total, outside
+
+
+BASE_DIR = "base"
+"""Where the baseline lies in its volume (the volume is /sandbox in the box: the baseline is /sandbox/base)."""
+
+
+def _leaves_tree(arcname: str, link: str) -> bool:
+    """Whether a relative symlink's target, taken from its directory, is outside the tree (the engine's check)."""
+    if link.startswith("/"):
+        return False
+    target = posixpath.normpath(posixpath.join(posixpath.dirname(arcname), link))
+    return target == ".." or target.startswith("../")
+
+
+_LINK_SCRIPT = """
+import os, sys
+root = sys.argv[1].encode()
+fields = sys.stdin.buffer.read().split(b"\\0")
+for name, link in zip(fields[0::2], fields[1::2]):
+    path = os.path.join(root, name)
+    parent = os.path.dirname(path)
+    mode = os.lstat(parent).st_mode
+    if not mode & 0o200:
+        os.chmod(parent, mode | 0o200)  # a read-only directory of the repo: opened for this one link
+    os.symlink(link, path)
+    if not mode & 0o200:
+        os.chmod(parent, mode & 0o7777)
+"""
+
+
+def _put_archive(container: Container, path: str, data: Any, what: str) -> None:
+    """put_archive, with every engine failure (a refused member, a full volume) as a SandboxError that says what."""
+    import docker.errors
+    import requests.exceptions
+
+    try:
+        ok = container.put_archive(path, data)
+    except docker.errors.APIError as error:
+        raise SandboxError(f"{what} failed: {_explain(error)}") from None
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+        raise SandboxError(f"{what} failed: {str(error).splitlines()[0][:300] if str(error) else error}") from None
+    if not ok:
+        raise SandboxError(f"{what} failed: the engine refused the archive for {path}")
+
+
+def _explain(error: Any) -> str:
+    """The engine's own words from a docker-py APIError, without the HTTP wrapping."""
+    text = str(getattr(error, "explanation", None) or error)
+    prefix = "Error processing tar file(exit status 1): "
+    return text.replace(prefix, "").strip()[:300]
+
+
+def _exec_plain(container: Container, argv: list[str], stdin: bytes, user: str) -> tuple[int, bytes]:
+    """Run a helper in a container with `stdin`, from `/`, in the helpers' environment: exit status, output."""
+    import docker.errors
+
+    api = container.client.api
+    try:
+        exec_id = api.exec_create(container.id, argv, stdin=True, stdout=True, stderr=True, user=user,
+                                  environment=dict(_HELPER_ENV), workdir="/")["Id"]
+        sock = api.exec_start(exec_id, socket=True)
+        raw: socket.socket = getattr(sock, "_sock", sock)
+        output = HeadTailBuffer(64 * 1024)
+        try:
+            raw.sendall(stdin)
+            raw.shutdown(socket.SHUT_WR)
+            for _, chunk in _frames(raw, time.monotonic() + 120):
+                output.write(chunk)
+        finally:
+            sock.close()
+        for _ in range(100):
+            state = api.exec_inspect(exec_id)
+            if not state.get("Running") and state.get("ExitCode") is not None:
+                return int(state["ExitCode"]), output.getvalue()
+            time.sleep(0.02)
+        return -1, output.getvalue()
+    except (docker.errors.APIError, TimeoutError, OSError) as error:
+        return -1, str(error).encode()

@@ -6,12 +6,23 @@
  * setsid/nohup children, fork-bomb leftovers) and nothing else. Exit status: the command's; 124 when the deadline
  * stopped it with SIGTERM, 137 when it also needed SIGKILL (as GNU timeout --kill-after reports it).
  * One small process instead of bash + timeout: every exec in the sandbox pays for this wrapper.
+ *
+ * The command runs as the same uid, so it can kill this wrapper (then the final sweep never runs): the host sees
+ * a death by signal (exit status above 128) and runs `smol-exec --sweep` itself. The wrapper is not dumpable, so
+ * the command cannot trace it, read its memory or reach its descriptors.
+ *
+ * smol-exec --sweep
+ *
+ * Ends every process of the calling uid except itself, then prints "oom_kill N": how many processes the
+ * container's memory limit has killed so far (cgroup v2 memory.events or v1 memory.oom_control), "?" if unknown.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,9 +52,42 @@ static int wait_until(pid_t child, double deadline, int *status) {
     }
 }
 
+static void sweep(void) {
+    for (int i = 0; i < 5; i++) {
+        if (kill(-1, SIGKILL) < 0 && errno == ESRCH) break;
+    }
+}
+
+static long oom_kills(void) {
+    static const char *files[] = {"/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        FILE *f = fopen(files[i], "r");
+        if (f == NULL) continue;
+        char key[64];
+        long value;
+        while (fscanf(f, "%63s %ld", key, &value) == 2) {
+            if (strcmp(key, "oom_kill") == 0) {
+                fclose(f);
+                return value;
+            }
+        }
+        fclose(f);
+    }
+    return -1;
+}
+
 int main(int argc, char **argv) {
+    /* First of all: out of reach of ptrace and /proc for the command (same uid). execve() in the child resets it. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    if (argc == 2 && strcmp(argv[1], "--sweep") == 0) {
+        sweep();
+        long kills = oom_kills();
+        if (kills < 0) printf("oom_kill ?\n");
+        else printf("oom_kill %ld\n", kills);
+        return 0;
+    }
     if (argc < 3) {
-        fprintf(stderr, "usage: smol-exec SECONDS COMMAND [ARGS...]\n");
+        fprintf(stderr, "usage: smol-exec SECONDS COMMAND [ARGS...] | smol-exec --sweep\n");
         return 125;
     }
     char *end = NULL;
@@ -85,8 +129,6 @@ int main(int argc, char **argv) {
             code = 137;
         }
     }
-    for (int i = 0; i < 5; i++) {
-        if (kill(-1, SIGKILL) < 0 && errno == ESRCH) break;
-    }
+    sweep();
     return code;
 }
