@@ -141,6 +141,7 @@ def test_helpers_ignore_what_the_agent_plants(mode: str, make_repo: Callable[...
     assert sandbox.read("written.txt") == b"written\n"
     listed = sandbox.list_files("*")
     assert "src/app.py" in listed and "written.txt" in listed and "brand_new.py" in listed
+    assert not [name for name in listed if name.startswith(".git/")], "list_files never lists .git/"
 
 
 # ---------------------------------------------------------------------------------------------- 2. survivors
@@ -225,7 +226,12 @@ def test_copy_mode_baseline_is_read_only_and_every_writable_place_is_capped(make
     assert modes.stdout.split() == ["777", "666"], modes
     assert sandbox.diff() == b""
 
-    # Every directory the sandbox user can create files in lies on a size-capped tmpfs.
+    _assert_every_writable_place_is_capped(sandbox, 64 * 1024**2)
+    assert tree_fingerprint(repo) == before
+
+
+def _assert_every_writable_place_is_capped(sandbox: Any, cap: int) -> None:
+    """Every directory the sandbox user can create files in lies on a size-capped tmpfs (or the mqueue fs)."""
     audit = sandbox.exec(r"""
 python3 - <<'EOF'
 import os
@@ -252,13 +258,22 @@ EOF
     for line in audit.stdout.splitlines():
         point, fstype, size = line.split()
         seen[point] = (fstype, int(size))
-    assert "/sandbox/base" not in seen
     assert set(seen) <= {"/workspace", "/tmp", "/home/sandbox", "/dev/shm", "/dev/mqueue"}, seen
     for point, (fstype, size) in seen.items():
-        assert fstype in ("tmpfs", "mqueue"), (point, fstype)
-        if fstype == "tmpfs":
-            assert size <= 64 * 1024**2, (point, size)
-    assert tree_fingerprint(repo) == before
+        # The overlay's size is its upper layer's: the tmpfs volume capped at SANDBOX_DISK.
+        assert fstype in ("tmpfs", "mqueue") or (point, fstype) == ("/workspace", "overlay"), (point, fstype)
+        if fstype != "mqueue":
+            assert 0 < size <= cap, (point, size)
+
+
+@pytest.mark.parametrize("mode", ["overlay", "copy"])
+def test_every_writable_place_is_capped(mode: str, make_repo: Callable[..., Path],
+                                        open_sandbox: Callable[..., Any]) -> None:
+    sandbox = open_sandbox(make_repo(owner=1000 if mode == "overlay" else None), sandbox_mode=mode,
+                           sandbox_disk="64m", sandbox_tmp_size="16m")
+    assert sandbox.info.mode.value == mode
+    _assert_every_writable_place_is_capped(sandbox, 64 * 1024**2)
+    assert sandbox.exec("head -c 70000000 /dev/zero > big.bin").exit_code != 0, "SANDBOX_DISK caps the workspace"
 
 
 # ---------------------------------------------------------------------------------------------- 4. escaping links

@@ -119,7 +119,8 @@ CONTAINMENT: list[tuple[str, str, Callable[[Any], bool]]] = [
     ("fork bomb", "bomb() { bomb | bomb & }; bomb; sleep 30",
      lambda r: r.timed_out and "Resource temporarily unavailable" in r.stderr),
     ("memory bomb", "python3 -c 'x = []\nwhile True: x.append(bytearray(64 * 1024 * 1024))'",
-     lambda r: r.exit_code == 137 and not r.timed_out and any("memory" in n for n in r.notes)),
+     lambda r: r.exit_code == 137 and not r.timed_out and any("memory limit (SANDBOX_MEMORY) was reached" in n
+                                                                for n in r.notes)),
     ("disk filler", "cat /dev/zero > big.bin; echo status=$?; df -k . | tail -1",
      lambda r: "No space left on device" in r.stderr and "status=1" in r.stdout),
     ("loop ignoring SIGTERM", "trap '' TERM; while :; do :; done",

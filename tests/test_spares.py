@@ -58,7 +58,7 @@ def test_a_failed_spare_means_none_and_a_closed_pool_makes_no_more() -> None:
 
 
 def test_a_spare_given_up_on_is_still_discarded(monkeypatch: pytest.MonkeyPatch) -> None:
-    import runner.sandbox.spares as spares
+    from runner.sandbox import spares
 
     monkeypatch.setattr(spares, "TAKE_WAIT_S", 0.05)
     pool: SparePool[str] = SparePool()

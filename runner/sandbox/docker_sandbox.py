@@ -700,8 +700,9 @@ class DockerSandbox(Sandbox):
 
     def list_files(self, pattern: str = "*", *, limit: int | None = None) -> list[str]:
         # No config file and no global excludes: only the repo's own ignore files decide what is listed.
+        # The last matching glob wins: `!.git` comes after the pattern, or `*` would list .git/ again.
         argv = ["rg", "--no-config", "--no-ignore-global", "--files", "--hidden", "--sort", "path",
-                "--glob", "!.git", "--glob", pattern or "*"]
+                "--glob", pattern or "*", "--glob", "!.git"]
         result = self._exec_raw(argv, timeout=120, env=dict(_HELPER_ENV), output_limit=64 * 1024**2)
         if result.exit_code not in (0, 1):
             raise SandboxError(f"listing files failed: {result.stderr.decode(errors='replace').strip()}")
@@ -913,7 +914,7 @@ def write_tree_archives(repo: Path, working: BinaryIO, baseline: BinaryIO, uid: 
                     continue
                 info = work_tar.gettarinfo(full, arcname)
                 info.uid, info.gid, info.uname, info.gname = uid, gid, "", ""
-                content = open(full, "rb") if info.isreg() else None
+                content = open(full, "rb") if info.isreg() else None  # noqa: SIM115 - closed below
                 try:
                     work_tar.addfile(info, content)
                     if content is not None:
