@@ -49,10 +49,17 @@ def _progress(message: str) -> None:
 
 
 def _settings() -> Any:
-    from runner.config import load_settings
+    from runner.config import load_settings_and_warnings
 
-    settings = load_settings()
+    # The command's --repo (if it has one) is the repo whose own .env may only tighten containment.
+    ctx = click.get_current_context(silent=True)
+    settings, warnings = load_settings_and_warnings(ctx.params.get("repo") if ctx else None)
     _configure_logging(settings.log_level, settings.suppress_warnings)
+    shown = ctx.find_root().meta.setdefault("smol.config_warnings", set()) if ctx else set()
+    for warning in warnings:  # once per invocation, however often the settings are loaded
+        if warning not in shown:
+            shown.add(warning)
+            click.echo(f"smol: warning: {warning}", err=True)
     return settings
 
 

@@ -360,7 +360,7 @@ def load_settings_and_warnings(repo: str | os.PathLike[str] | None = None,
     trusted_files: list[Path] = []
     repo_file: Path | None = None
     repo_values: dict[str, str] = {}
-    why = ""
+    why: str | None = ""
     try:
         cwd_env: Path | None = Path.cwd() / ".env"
     except OSError:  # the current directory was removed

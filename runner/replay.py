@@ -27,13 +27,13 @@ def replay_run(ctx: click.Context, record: RunRecord, settings: Settings,
     from runner.sandbox.docker_sandbox import DockerSandbox, check_repo
 
     sandbox = ctx.with_resource(DockerSandbox(check_repo(Path(record.repo)), settings, progress=progress))
-    for path, state in record.base_files.items():
-        if state is None:
+    for path, base in record.base_files.items():
+        if base is None:
             sandbox.exec(["rm", "-f", "--", path])
-        elif state.kind == "symlink":
-            sandbox.exec(["ln", "-sfn", "--", state.data.decode("utf-8", "surrogateescape"), path])
+        elif base.kind == "symlink":
+            sandbox.exec(["ln", "-sfn", "--", base.data.decode("utf-8", "surrogateescape"), path])
         else:
-            sandbox.write(path, state.data, executable=state.executable)
+            sandbox.write(path, base.data, executable=base.executable)
     baseline = sandbox.diff()
 
     approved = {(a["kind"], a["subject"]) for a in record.approvals if a["outcome"] == "approved"}

@@ -106,15 +106,15 @@ class TestVerdict:
 def classify_test_run(command: str, exit_code: int, output: str, *, timed_out: bool = False) -> TestVerdict:
     counts = parse_test_counts(output)
     if timed_out:
-        return TestVerdict("timed out", **counts, note="the test run hit SANDBOX_COMMAND_TIMEOUT")
+        return TestVerdict(status="timed out", **counts, note="the test run hit SANDBOX_COMMAND_TIMEOUT")
     if exit_code in (COMMAND_NOT_FOUND, NOT_EXECUTABLE) and _runner_missing(command, output):
         program = _program(command)
-        return TestVerdict("unavailable", **counts, note=(
+        return TestVerdict(status="unavailable", **counts, note=(
             f"`{program}` is not available in the sandbox image: add its Debian package to "
             "sandbox_image/packages.txt and run `smol image build`, or set SANDBOX_IMAGE to an image that has it"))
     if _no_tests(command, exit_code, output, counts):
-        return TestVerdict("no tests found", **counts)
-    return TestVerdict("passed" if exit_code == 0 else "failed", **counts)
+        return TestVerdict(status="no tests found", **counts, note="")
+    return TestVerdict(status="passed" if exit_code == 0 else "failed", **counts, note="")
 
 
 def _program(command: str) -> str:

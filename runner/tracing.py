@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -63,11 +63,11 @@ class Tracing:
         self._warn = warn or (lambda message: print(f"smol: warning: {message}", file=sys.stderr))
         resource = Resource.create({"service.name": "smol", "openinference.project.name": settings.phoenix_project})
         self.provider: TracerProvider = TracerProvider(resource=resource)
-        self.provider.add_span_processor(SimpleSpanProcessor(_Collector(self.local)))
+        self.provider.add_span_processor(SimpleSpanProcessor(cast(Any, _Collector(self.local))))  # duck-typed: SDK stays lazy
         self.exporter: _QuietExporter | None = None
         if settings.phoenix_enabled:
             self.exporter = _QuietExporter(settings.phoenix_endpoint, self._warn)
-            self.provider.add_span_processor(BatchSpanProcessor(self.exporter, schedule_delay_millis=500,
+            self.provider.add_span_processor(BatchSpanProcessor(cast(Any, self.exporter), schedule_delay_millis=500,
                                                                 export_timeout_millis=int(EXPORT_TIMEOUT_S * 1000)))
         # Our own spans (sandbox, tools, promotion) use the global provider.
         trace.set_tracer_provider(self.provider)

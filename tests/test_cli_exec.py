@@ -72,6 +72,10 @@ def test_exec_names_what_the_patch_leaves_out(repo: Path, tmp_path: Path) -> Non
     assert "left out of the change: FIFOs, sockets or devices a patch cannot carry: pipe" in result.stderr
     shown = json.loads(smol("exec", "--repo", str(repo), "--json", "--", "mkfifo", "fifo").stdout)
     assert shown["left_out"] == {"ignored": [], "special": ["fifo"], "git": []}
+    shown = json.loads(smol("exec", "--repo", str(repo), "--json", "--", "bash", "-c",
+                            "mkdir -p .GIT && echo x > .GIT/config && git init -q nested && echo y > nested/f").stdout)
+    assert shown["left_out"] == {"ignored": [], "special": [], "git": [".GIT", "nested"]}
+    assert shown["diff_bytes"] == 0
 
 
 def test_exec_json(repo: Path) -> None:

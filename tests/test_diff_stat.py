@@ -6,7 +6,6 @@ file header. `runner.promote.guard.line_counts` counts correctly; diff_stat must
 
 from __future__ import annotations
 
-import pytest
 
 from runner.promote.guard import line_counts
 
@@ -20,8 +19,6 @@ def test_line_counts_of_header_like_content() -> None:
     assert [(c.path, c.added, c.removed) for c in line_counts(PATCH)] == [("q.sql", 2, 2), ("new.txt", 2, 0)]
 
 
-@pytest.mark.xfail(strict=True, reason="runner/agent/session.py diff_stat still counts by prefix: it should "
-                                       "delegate to runner.promote.guard.line_counts (then drop this marker)")
 def test_diff_stat_counts_header_like_content_lines() -> None:
     from runner.agent.session import diff_stat
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,27 +63,16 @@ class DiffStat:
         return "\n".join(lines + [f"  {len(self.files)} file(s), +{self.added} -{self.removed}"])
 
 
-_HEADER = re.compile(r'^diff --git "?a/(.*?)"? "?b/(.*?)"?$')
 
 
 def diff_stat(patch: bytes) -> DiffStat:
-    """Per-file added/removed line counts of a git patch, without running git."""
-    stat = DiffStat()
-    current: FileStat | None = None
-    for raw in patch.decode("utf-8", errors="replace").splitlines():
-        header = _HEADER.match(raw)
-        if header:
-            current = FileStat(header.group(2), 0, 0)
-            stat.files.append(current)
-        elif current is None:
-            continue
-        elif raw.startswith("GIT binary patch") or raw.startswith("Binary files"):
-            current.binary = True
-        elif raw.startswith("+") and not raw.startswith("+++ "):
-            current.added += 1
-        elif raw.startswith("-") and not raw.startswith("--- "):
-            current.removed += 1
-    return stat
+    """Per-file added/removed line counts of a git patch, without running git.
+
+    Counted by hunk structure (the guard's `line_counts`), so a content line such as `+++x` or `--- note` counts
+    like any other and the numbers match what the review shows."""
+    from runner.promote.guard import line_counts
+
+    return DiffStat([FileStat(c.path, c.added, c.removed, c.binary) for c in line_counts(patch)])
 
 
 class AgentSession:

@@ -50,6 +50,11 @@ class ToolContext:
     gate: ApprovalGate
     patches: dict[str, PendingPatch] = field(default_factory=dict)
     test_command: str | None = None
+    """The user's SMOL_TEST_COMMAND (set from the settings); never a command the agent proposed."""
+
+    def __post_init__(self) -> None:
+        if self.test_command is None and self.settings.smol_test_command.strip():
+            self.test_command = self.settings.smol_test_command.strip()
 
     def new_patch_id(self) -> str:
         return f"p{len(self.patches) + 1}"
@@ -467,12 +472,16 @@ class RunTests(SandboxTool):
     inputs: ClassVar[dict[str, dict[str, Any]]] = {"command": _optional("string", "override")}
 
     def forward(self, command: str | None = None) -> dict[str, Any]:
-        chosen = command or self.ctx.test_command or detect_test_command(self.ctx.sandbox.list_files("*"))
-        if not chosen:
-            raise ToolError("no test command detected", error_type="no_tests",
-                            recovery="Pass command, e.g. run_tests(command='python3 -m pytest -q').")
-        self.ctx.test_command = self.ctx.test_command or chosen
-        argv = authorise(self.ctx, chosen) if command else chosen
+        # The agent's own command is judged by the policy on every call and never remembered: neither a later
+        # run_tests() nor the re-verification before promotion ever runs a command the agent chose.
+        if command:
+            chosen = argv = authorise(self.ctx, command)
+        else:
+            found = self.ctx.test_command or detect_test_command(self.ctx.sandbox.list_files("*"))
+            if not found:
+                raise ToolError("no test command detected", error_type="no_tests",
+                                recovery="Pass command, e.g. run_tests(command='python3 -m pytest -q').")
+            chosen = argv = found
         result = self.ctx.sandbox.exec(argv, timeout=float(self.ctx.settings.sandbox_command_timeout))
         verdict = classify_test_run(chosen, result.exit_code, result.stdout + "\n" + result.stderr,
                                     timed_out=result.timed_out)

@@ -116,15 +116,19 @@ def _merge(current: FileState, base: FileState, final: FileState) -> bytes | Non
 
 
 def make_plan(repo: Path, base_files: dict[str, FileState | None], final_files: dict[str, FileState | None],
-              paths: list[str]) -> Plan:
+              paths: list[str], *, against: dict[str, FileState | None] | None = None) -> Plan:
+    """Plan the write of every path against the working tree, or against `against` (e.g. HEAD's states, for a
+    commit that must hold the agent's change and nothing of the user's uncommitted work)."""
     plan = Plan()
     for path in sorted(set(paths)):
-        special = special_kind(repo, path) if _unsafe_parent(repo, normalize_path(path)) is None else None
+        special = special_kind(repo, path) if against is None and _unsafe_parent(repo, normalize_path(path)) is None \
+            else None
         if special is not None:
             plan.conflicts.append(path)
             plan.reasons[path] = f"{special} is there in your tree; smol never replaces one"
             continue
-        base, final, current = base_files.get(path), final_files.get(path), read_state(repo, path)
+        current = read_state(repo, path) if against is None else against.get(path)
+        base, final = base_files.get(path), final_files.get(path)
         if current == final:
             plan.already_applied.append(path)
         elif current == base:
@@ -363,16 +367,68 @@ class _RepoGit:
         return self.run("commit-tree", tree, "-p", parent, "-m", message), entries
 
 
-def land_on_branch(repo: Path, plan: Plan, branch: str, message: str) -> str:
-    """Commit the plan on a new branch from HEAD with git plumbing: the working tree and index stay untouched."""
+def head_states(repo: Path, paths: list[str]) -> tuple[str, dict[str, FileState | None]]:
+    """HEAD and the state of each path in it (None where HEAD has no such file), read with plumbing only."""
+    git = _RepoGit(repo)
+    head = git.head()
+    states: dict[str, FileState | None] = dict.fromkeys(paths)
+    if not paths:
+        return head, states
+    listing = git.call("ls-tree", "-r", "-z", "--full-tree", head, "--", *paths)
+    if listing.returncode != 0:
+        raise PromotionError(f"git ls-tree failed: {listing.stderr.decode(errors='replace').strip()[:300]}")
+    for entry in filter(None, listing.stdout.split(b"\0")):
+        meta, _, raw = entry.partition(b"\t")
+        mode, kind, blob = meta.decode().split(" ")
+        path = os.fsdecode(raw)
+        if kind != "blob" or path not in states:
+            continue
+        data = git.call("cat-file", "blob", blob).stdout
+        states[path] = FileState("symlink", data) if mode == "120000" else FileState("file", data, mode == "100755")
+    return head, states
+
+
+def land_on_branch(repo: Path, plan: Plan, branch: str, message: str, *, head: str | None = None) -> str:
+    """Commit the plan on a new branch from HEAD with git plumbing: the working tree and index stay untouched.
+
+    The plan must have been made against HEAD (`make_plan(..., against=head_states(...))`): the commit is HEAD plus
+    the agent's change, never the user's uncommitted lines. `head` is the commit the plan was made against; when
+    HEAD moved since, nothing is written."""
     git = _RepoGit(repo)
     if not plan.ok:
         raise PromotionError("conflicts in: " + plan.describe_conflicts())
     if git.call("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}").returncode == 0:
         raise PromotionError(f"branch {branch} already exists: pick another name with --branch")
-    commit, _ = git.commit_plan(plan, git.head(), message)
+    parent = git.head()
+    if head is not None and parent != head:
+        raise PromotionError("HEAD moved while the change was being reviewed: run `smol promote` again")
+    commit, _ = git.commit_plan(plan, parent, message)
     git.run("update-ref", f"refs/heads/{branch}", commit, "0" * 40)
     return commit
+
+
+def dirty_paths(repo: Path, plan: Plan) -> list[str]:
+    """The plan's paths whose working-tree state or staged state differs from HEAD: the user's uncommitted work."""
+    git = _RepoGit(repo)
+    head = git.head()
+    paths = [change.path for change in plan.changes]
+    if not paths:
+        return []
+    listing = git.run("ls-tree", "-r", "-z", "--full-tree", head, "--", *paths)
+    committed: dict[str, tuple[str, str]] = {}
+    for entry in filter(None, listing.split("\0")):
+        meta, _, path = entry.partition("\t")
+        mode, _, blob = meta.split(" ")
+        committed[path] = (mode, blob)
+    dirty = []
+    for change in plan.changes:
+        current = None if change.current is None else (git.mode_of(change.current),
+                                                        git.blob(change.current, write=False))
+        if current != committed.get(change.path):
+            dirty.append(change.path)
+    staged = git.run("diff-index", "--cached", "--name-only", "-z", head, "--", *paths)
+    dirty += [path for path in staged.split("\0") if path and path not in dirty]
+    return dirty
 
 
 def land_on_current_branch(repo: Path, plan: Plan, message: str, *,
@@ -388,20 +444,7 @@ def land_on_current_branch(repo: Path, plan: Plan, message: str, *,
         raise PromotionError("conflicts in: " + plan.describe_conflicts())
     head = git.head()
     paths = [change.path for change in plan.changes]
-    listing = git.run("ls-tree", "-r", "-z", "--full-tree", head, "--", *paths)
-    committed: dict[str, tuple[str, str]] = {}
-    for entry in filter(None, listing.split("\0")):
-        meta, _, path = entry.partition("\t")
-        mode, _, blob = meta.split(" ")
-        committed[path] = (mode, blob)
-    dirty = []
-    for change in plan.changes:
-        current = None if change.current is None else (git.mode_of(change.current),
-                                                        git.blob(change.current, write=False))
-        if current != committed.get(change.path):
-            dirty.append(change.path)
-    staged = git.run("diff-index", "--cached", "--name-only", "-z", head, "--", *paths)
-    dirty += [path for path in staged.split("\0") if path and path not in dirty]
+    dirty = dirty_paths(repo, plan)
     if dirty:
         raise PromotionError(f"uncommitted changes in {', '.join(sorted(dirty))} would end up in smol's commit: "
                              "commit or stash them first, or use --land worktree or --land branch")

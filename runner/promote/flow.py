@@ -16,10 +16,13 @@ from runner.promote.apply import (
     Plan,
     PromotionError,
     apply_plan,
+    dirty_paths,
+    head_states,
     land_on_branch,
     land_on_current_branch,
     make_plan,
 )
+from runner.promote.derive import PatchMismatchError, derive_final, first_disagreement
 from runner.promote.guard import GuardReport, guard, parse_patch, sanitize_for_terminal, summarize
 from runner.sandbox.base import FileState
 
@@ -37,18 +40,22 @@ ReviewAsker = Callable[[str, list[str]], str]
 @dataclass
 class Verification:
     status: str
-    """"passed", "failed", "no tests found", "timed out", "unavailable" (the runner is not in the image), "skipped"
-    or "error"."""
+    """"passed", "failed", "no tests ran" (the command succeeded but no test was counted), "no tests found",
+    "timed out", "unavailable" (the runner is not in the image), "skipped" or "error". Only "passed" verifies."""
     command: str | None = None
     passed: int = 0
     failed: int = 0
     output_tail: str = ""
     note: str = ""
+    source: str = ""
+    """Where the command came from: SMOL_TEST_COMMAND, or detection on your current tree. Never the agent."""
 
     def render(self) -> str:
+        origin = f" ({self.source})" if self.source else ""
         if self.status in ("passed", "failed"):
-            return f"{self.status} ({self.passed} passed, {self.failed} failed) with `{self.command}`"
-        return f"{self.status}: {self.note}" if self.note else self.status
+            return f"{self.status} ({self.passed} passed, {self.failed} failed) with `{self.command}`{origin}"
+        text = f"{self.status}: {self.note}" if self.note else self.status
+        return text + (f" with `{self.command}`{origin}" if self.command else "")
 
 
 def touched_paths(patch: bytes) -> list[str]:
@@ -68,12 +75,26 @@ def capture_files(sandbox: Sandbox, patch: bytes) -> tuple[dict[str, FileState |
     return {p: base.get(p) for p in paths}, {p: final.get(p) for p in paths}
 
 
-def verify_plan(repo: Path, plan: Plan, settings: Settings, test_command: str | None) -> Verification:
-    """Apply the plan in a fresh sandbox built from the current real tree and run the tests there."""
+def verification_command(settings: Settings, files: list[str]) -> tuple[str | None, str]:
+    """The command that verifies a change, and where it came from: the user's SMOL_TEST_COMMAND, else the one
+    detected from the files of the user's current tree (before the change is applied, so the change cannot choose
+    it). A command the agent ran is never used: verification must not mean what the agent says it means."""
+    from runner.testcmd import detect_test_command
+
+    if settings.smol_test_command.strip():
+        return settings.smol_test_command.strip(), "SMOL_TEST_COMMAND"
+    return detect_test_command(files), "detected from your tree's files"
+
+
+def verify_plan(repo: Path, plan: Plan, settings: Settings) -> Verification:
+    """Apply the plan in a fresh sandbox built from the current real tree and run the tests there.
+
+    "passed" needs the command to succeed *and* at least one test to have been counted as passing."""
     from runner.sandbox.docker_sandbox import DockerSandbox
-    from runner.testcmd import classify_test_run, detect_test_command
+    from runner.testcmd import classify_test_run
 
     with DockerSandbox(repo, settings) as box:
+        command, source = verification_command(settings, box.list_files("*"))
         for change in plan.changes:
             if change.after is None:
                 box.exec(["rm", "-f", "--", change.path])
@@ -82,14 +103,17 @@ def verify_plan(repo: Path, plan: Plan, settings: Settings, test_command: str | 
                           change.after.data.decode("utf-8", "surrogateescape"), change.path])
             else:
                 box.write(change.path, change.after.data, executable=change.after.executable)
-        command = test_command or detect_test_command(box.list_files("*"))
         if command is None:
-            return Verification("no tests found")
+            return Verification("no tests found", note="no test command detected; set SMOL_TEST_COMMAND",
+                                source=source)
         result = box.exec(command, timeout=settings.sandbox_command_timeout)
     verdict = classify_test_run(command, result.exit_code, result.stdout + "\n" + result.stderr,
                                 timed_out=result.timed_out)
     tail = "\n".join((result.stdout + result.stderr).splitlines()[-15:])
-    return Verification(verdict.status, command, verdict.passed, verdict.failed, tail, verdict.note)
+    status, note = verdict.status, verdict.note
+    if status == "passed" and (verdict.passed < 1 or verdict.failed or verdict.errors):
+        status, note = "no tests ran", "the command succeeded but no passing test was counted in its output"
+    return Verification(status, command, verdict.passed, verdict.failed, tail, note, source)
 
 
 def render_diff(patch: bytes, *, color: bool) -> list[str]:
@@ -127,11 +151,13 @@ class Promoter:
         self.patch_dir = patch_dir or store.path.parent / "patches"
         self.decisions: list[dict[str, Any]] = []
         """Every approval decision of this promotion (what, when, outcome, by whom), kept with the run record."""
+        self.verification: Verification | None = None
 
     def save_patch(self) -> Path:
-        self.patch_dir.mkdir(parents=True, exist_ok=True)
+        from runner.records import write_private
+
         target = self.patch_dir / f"{self.record.id}.patch"
-        target.write_bytes(self.record.diff)
+        write_private(target, self.record.diff)  # a patch may hold secrets from the repo: owner-only, no symlinks
         return target
 
     def _decision(self, what: str, outcome: str, by: str) -> None:
@@ -150,6 +176,8 @@ class Promoter:
 
     def _finish(self, outcome: str, detail: str, **extra: Any) -> dict[str, Any]:
         promotion = {"outcome": outcome, "detail": detail, "at": time.time(), "decisions": self.decisions, **extra}
+        if self.verification is not None:
+            promotion["verification"] = asdict(self.verification)
         self.store.update(self.record.id, promotion=promotion)
         self.echo(f"promotion: {outcome}" + (f" — {detail}" if detail else ""))
         return promotion
@@ -176,18 +204,29 @@ class Promoter:
         if not report.ok:
             return self._finish("refused", f"the guard refused the change; the patch is saved at {saved}",
                                 refused=[asdict(f) for f in report.refused])
-        plan = make_plan(self.repo, record.base_files, record.final_files, touched_paths(record.diff))
+        try:
+            final_files = self._final_files()
+        except PatchMismatchError as error:
+            return self._finish("refused", f"{error}; nothing was written, the patch is saved at {saved}")
+        try:
+            plan, head = self._plan(land, final_files)
+        except PromotionError as error:
+            return self._finish("refused", f"{error}; nothing was written, the patch is saved at {saved}")
         if not plan.ok:
             return self._finish("conflict", f"conflicting files: {plan.describe_conflicts()}; nothing was applied, "
                                             f"the patch is saved at {saved}", conflicts=plan.conflicts)
+        refusal = self._landing_refusal(land, plan)
+        if refusal:
+            return self._finish("refused", f"{refusal}; nothing was written, the patch is saved at {saved}")
         verification = Verification("skipped")
         if reverify:
             self.echo("re-verifying the change in a fresh sandbox built from your current tree…")
             with trace.get_tracer("smol.promotion").start_as_current_span("promotion.verify") as span:
-                verification = verify_plan(self.repo, plan, self.settings,
-                                           (record.summary.get("tests") or {}).get("command"))
+                verification = verify_plan(self.repo, plan, self.settings)
                 span.set_attributes({"verify.status": verification.status, "verify.passed": verification.passed,
-                                     "verify.failed": verification.failed})
+                                     "verify.failed": verification.failed, "verify.command": verification.command or "",
+                                     "verify.source": verification.source})
+        self.verification = verification
         self.store.update(record.id, verification=asdict(verification))
         self.echo(f"verification: {verification.render()}")
         for line in render_diff(record.diff, color=self.color):
@@ -204,16 +243,25 @@ class Promoter:
         report = guard(record.diff, self.repo)
         if not report.ok:
             return self._finish("refused", "the guard refused the change on the second check")
-        plan = make_plan(self.repo, record.base_files, record.final_files, touched_paths(record.diff))
+        try:
+            plan, head = self._plan(land, final_files)
+        except PromotionError as error:
+            return self._finish("refused", f"{error}; nothing was written")
         if not plan.ok:
             return self._finish("conflict", f"the tree changed during review; conflicting files: "
                                             f"{plan.describe_conflicts()}; nothing was applied", conflicts=plan.conflicts)
         plan.changes = [c for c in plan.changes if c.path in accepted]
         if not plan.changes:
             return self._finish("saved", f"no file was approved; the patch is saved at {saved}")
+        refusal = self._landing_refusal(land, plan)
+        if refusal:
+            return self._finish("refused", f"{refusal}; nothing was written, the patch is saved at {saved}")
         if land == "branch":
             name = branch or f"smol/{record.id}"
-            commit = land_on_branch(self.repo, plan, name, f"smol: {record.task}\n\nrun {record.id}")
+            try:
+                commit = land_on_branch(self.repo, plan, name, f"smol: {record.task}\n\nrun {record.id}", head=head)
+            except PromotionError as error:
+                return self._finish("refused", f"{error}; nothing was written, the patch is saved at {saved}")
             return self._finish("applied", f"committed {len(plan.changes)} file(s) on branch {name} ({commit[:12]})",
                                 files=[c.path for c in plan.changes], branch=name, commit=commit)
         if land == "commit":
@@ -228,6 +276,37 @@ class Promoter:
         if merged:
             detail += f" ({len(merged)} merged three-way: {', '.join(merged)})"
         return self._finish("applied", detail, files=[c.path for c in plan.changes], merged=merged)
+
+    def _plan(self, land: str, final_files: dict[str, FileState | None]) -> tuple[Plan, str | None]:
+        """The write plan. A branch commit is planned against HEAD, not the working tree, so that it holds HEAD
+        plus the agent's change and none of the user's uncommitted lines (those stay in the working tree only)."""
+        paths = touched_paths(self.record.diff)
+        if land != "branch":
+            return make_plan(self.repo, self.record.base_files, final_files, paths), None
+        head, states = head_states(self.repo, paths)
+        return make_plan(self.repo, self.record.base_files, final_files, paths, against=states), head
+
+    def _landing_refusal(self, land: str, plan: Plan) -> str | None:
+        """Why the chosen landing cannot be done cleanly, found before verification and review, not after."""
+        if land == "commit":
+            dirty = dirty_paths(self.repo, plan)
+            if dirty:
+                shown = ", ".join(sanitize_for_terminal(p, single_line=True) for p in sorted(dirty))
+                return (f"uncommitted changes in {shown} would end up in smol's commit: commit or stash them "
+                        "first, or use --land worktree or --land branch")
+        return None
+
+    def _final_files(self) -> dict[str, FileState | None]:
+        """What will be written: the base with the reviewed patch applied, derived here on the host. The sandbox's
+        own report of the final files must agree, or nothing is written."""
+        paths = touched_paths(self.record.diff)
+        derived = derive_final(self.record.base_files, self.record.diff, paths)
+        disagreement = first_disagreement(derived, {p: self.record.final_files.get(p) for p in paths})
+        if disagreement is not None:
+            shown = sanitize_for_terminal(disagreement, single_line=True)
+            raise PatchMismatchError(f"the sandbox reported different bytes for {shown} than the reviewed patch "
+                                     "produces (something in the sandbox altered the export)")
+        return derived
 
     def _show_report(self, report: GuardReport) -> None:
         self.echo("changes:")

@@ -190,8 +190,8 @@ class DockerSandbox(Sandbox):
                     self._remove_all()
                     obstacle = str(reason)
             self._start_copy(repo, image, uid, gid)
-            reason = obstacle + (f"; {identity_note}" if identity_note else "")
-            self._info = SandboxInfo(SandboxMode.COPY, reason, image, self._box_id(), uid, gid)
+            why = obstacle + (f"; {identity_note}" if identity_note else "")
+            self._info = SandboxInfo(SandboxMode.COPY, why, image, self._box_id(), uid, gid)
 
     def close(self) -> None:
         with self._lock:
