@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import click
 
 from runner import __version__
-from runner.errors import SmolError
+from runner.errors import EXIT_CODE_MEANINGS, ExitCode, SmolError
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -24,8 +24,39 @@ def _terminate(signum: int, _frame: object) -> NoReturn:
     raise SystemExit(128 + signum)
 
 
+_JSON_KEY = "smol.json"
+
+
+def _wants_json(ctx: click.Context) -> bool:
+    """Whether the command asked for --json: set by the option's callback once parsed; before that (a parse error)
+    read from the arguments ahead of any `--`, so even a mistyped option answers in JSON."""
+    if _JSON_KEY in ctx.meta:
+        return bool(ctx.meta[_JSON_KEY])
+    words = ctx.meta.get("smol.argv", [])
+    return "--json" in (words[: words.index("--")] if "--" in words else words)
+
+
+def _json_error(kind: str, message: str, code: int) -> str:
+    return json.dumps({"ok": False, "error": {"kind": kind, "message": message, "exit_code": int(code)}})
+
+
+def _fail(ctx: click.Context, kind: str, message: str, code: int, *, prefix: str = "smol: error: ") -> NoReturn:
+    """One line on stderr; under --json also one JSON object on stdout, so a script never reads 0 bytes."""
+    click.echo(f"{prefix}{message}", err=True)
+    if _wants_json(ctx):
+        click.echo(_json_error(kind, message, code))
+    ctx.exit(code)
+
+
+_INTERRUPTED = "interrupted; the sandbox was removed and your tree is unchanged"
+
+
 class SmolGroup(click.Group):
     """Turns our own errors into one line on stderr and their exit code: never a traceback for a user mistake."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["smol.argv"] = list(args)  # the meta dict is shared with every subcommand's context
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         signal.signal(signal.SIGTERM, _terminate)
@@ -36,12 +67,30 @@ class SmolGroup(click.Group):
         try:
             return super().invoke(ctx)
         except SmolError as error:
-            click.echo(f"smol: error: {error}", err=True)
-            ctx.exit(error.exit_code)
+            _fail(ctx, type(error).__name__, str(error), error.exit_code)
+        except click.UsageError as error:
+            if not _wants_json(ctx):
+                raise  # click prints the usage line and exits 2
+            _fail(ctx, "UsageError", error.format_message(), ExitCode.USAGE)
         except (KeyboardInterrupt, click.exceptions.Abort):
             # click turns Ctrl-C at a prompt into Abort; either way nothing was written.
-            click.echo("\nsmol: interrupted; the sandbox was removed and your tree is unchanged", err=True)
-            ctx.exit(130)
+            click.echo("", err=True)
+            _fail(ctx, "Interrupted", _INTERRUPTED, ExitCode.INTERRUPTED, prefix="smol: ")
+        except SystemExit as stop:
+            if stop.code in (ExitCode.HANGUP, ExitCode.TERMINATED):  # our signal handler, unwound to here
+                _fail(ctx, "Terminated", _INTERRUPTED.replace("interrupted", "terminated"), int(stop.code),
+                      prefix="smol: ")
+            raise
+
+
+def _json_flag(help_text: str = "Print one JSON object (errors included) on stdout; never asks for input.") -> Any:
+    """--json, remembered at the root as soon as it is parsed (eagerly) so that errors answer in JSON too."""
+
+    def remember(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+        ctx.find_root().meta[_JSON_KEY] = value
+        return value
+
+    return click.option("--json", "as_json", is_flag=True, is_eager=True, callback=remember, help=help_text)
 
 
 def _progress(message: str) -> None:
@@ -53,7 +102,8 @@ def _settings() -> Any:
 
     # The command's --repo (if it has one) is the repo whose own .env may only tighten containment.
     ctx = click.get_current_context(silent=True)
-    settings, warnings = load_settings_and_warnings(ctx.params.get("repo") if ctx else None)
+    overrides = ctx.find_root().meta.get("smol.overrides", {}) if ctx else {}
+    settings, warnings = load_settings_and_warnings(ctx.params.get("repo") if ctx else None, **overrides)
     _configure_logging(settings.log_level, settings.suppress_warnings)
     shown = ctx.find_root().meta.setdefault("smol.config_warnings", set()) if ctx else set()
     for warning in warnings:  # once per invocation, however often the settings are loaded
@@ -103,20 +153,27 @@ def _configure_logging(level: str, suppress_warnings: bool) -> None:
         os.environ.setdefault("LITELLM_LOG", "ERROR")
 
 
-@click.group(cls=SmolGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def _exit_code_epilog() -> str:
+    rows = "\n".join(f"  {int(code):>3}  {meaning}" for code, meaning in EXIT_CODE_MEANINGS.items())
+    return f"\b\nExit codes:\n{rows}"
+
+
+@click.group(cls=SmolGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
+             epilog=_exit_code_epilog())
 @click.version_option(__version__, prog_name="smol")
 def main() -> None:
     """A coding agent for local LLMs that only ever works in a hardened, throwaway Docker sandbox."""
 
 
 # ---------------------------------------------------------------------------------------------- exec
-@main.command(name="exec", context_settings={"ignore_unknown_options": True})
+# Options are parsed (and a typo refused) up to the first word of COMMAND; everything from there on is COMMAND's.
+@main.command(name="exec", context_settings={"allow_interspersed_args": False})
 @click.option("--repo", "repo", type=click.Path(path_type=Path, file_okay=True), default=Path("."),
               show_default=True, help="Repository to mount (read-only, with a writable overlay).")
 @click.option("--patch-out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the sandbox's changes to this file as a git patch.")
 @click.option("--timeout", type=float, default=None, help="Seconds before the command is stopped.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result instead of streaming.")
+@_json_flag("Print one JSON object with the result (or the error) instead of streaming.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 def exec_command(ctx: click.Context, repo: Path, patch_out: Path | None, timeout: float | None, as_json: bool,
@@ -125,12 +182,12 @@ def exec_command(ctx: click.Context, repo: Path, patch_out: Path | None, timeout
 
     Example: smol exec --repo ~/src/app --patch-out fix.patch -- pytest -q
     """
-    from runner.sandbox.docker_sandbox import DockerSandbox, check_repo
+    from runner.sandbox.docker_sandbox import DockerSandbox
 
-    settings = _settings()
-    repo = check_repo(repo)
     if patch_out is not None:
         _check_writable(patch_out)
+    repo, subdir = _repo_root(repo, as_json)
+    settings = _settings()
     sandbox = ctx.with_resource(DockerSandbox(repo, settings, progress=_progress))
     info = sandbox.info
     if not as_json:
@@ -141,7 +198,8 @@ def exec_command(ctx: click.Context, repo: Path, patch_out: Path | None, timeout
         target.write(chunk)
         target.flush()
 
-    result = sandbox.exec(list(command), timeout=timeout, on_output=None if as_json else stream)
+    result = sandbox.exec(list(command), timeout=timeout, workdir=subdir,
+                          on_output=None if as_json else stream)
     patch = sandbox.diff() if (patch_out is not None or as_json) else b""
     if patch_out is not None:
         patch_out.write_bytes(patch)
@@ -178,6 +236,18 @@ def left_out_lines(left_out: dict[str, list[str]]) -> list[str]:
     return lines
 
 
+def _repo_root(repo: Path, quiet: bool) -> tuple[Path, str]:
+    """The checked repo path, moved up to its git work tree's root (run from a subdirectory, smol still works on
+    the whole repo, as git does), and the subdirectory it was given as."""
+    from runner.gitroot import find_root
+    from runner.sandbox.docker_sandbox import check_repo
+
+    root, subdir = find_root(check_repo(repo))
+    if subdir != "." and not quiet:
+        _progress(f"working on the git repository at {root} (you are in its subdirectory {subdir})")
+    return root, subdir
+
+
 def _check_writable(path: Path) -> None:
     from runner.errors import UsageError
 
@@ -190,7 +260,26 @@ def _check_writable(path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------- run / chat
 REPO_OPTION = click.option("--repo", "repo", type=click.Path(path_type=Path), default=Path("."), show_default=True,
-                           help="Repository to work on (the sandbox sees it read-only, with a writable overlay).")
+                           help="Repository to work on (the sandbox sees it read-only, with a writable overlay); "
+                                "a subdirectory means its git repository.")
+
+
+def model_options(function: Any) -> Any:
+    """--model and --max-steps: this run's MODEL_ID and AGENT_MAX_STEPS, validated like the settings."""
+
+    def remember(key: str) -> Any:
+        def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+            if value is not None:
+                ctx.find_root().meta.setdefault("smol.overrides", {})[key] = value
+            return value
+        return callback
+
+    function = click.option("--max-steps", type=click.IntRange(min=1), default=None, expose_value=False,
+                            callback=remember("agent_max_steps"),
+                            help="Most tool steps the agent may take (AGENT_MAX_STEPS).")(function)
+    return click.option("--model", default=None, expose_value=False, callback=remember("model_id"),
+                        help="LiteLLM model id with its provider, e.g. ollama_chat/qwen2.5-coder:7b "
+                             "(MODEL_ID).")(function)
 
 
 def _interactive(as_json: bool) -> bool:
@@ -207,10 +296,9 @@ def _ask(kind: str, subject: str) -> str:
 def _start_session(ctx: click.Context, repo: Path, as_json: bool, *, reverify: bool) -> Any:
     from runner.agent.model import preflight
     from runner.agent.session import AgentSession
-    from runner.sandbox.docker_sandbox import DockerSandbox, check_repo
+    from runner.sandbox.docker_sandbox import DockerSandbox
 
     settings = _settings()
-    repo = check_repo(repo)
     preflight(settings)
     progress = (lambda message: None) if as_json else _progress
     tracing = _start_tracing(ctx, settings)
@@ -249,7 +337,7 @@ def _finish(summary: dict[str, Any], outcome: Any, patch: bytes, patch_out: Path
             click.echo(line)
         if patch_out is not None:
             click.echo(f"patch written to {patch_out}")
-    return {"completed": 0, "model_error": 6}.get(outcome.status, 7)
+    return {"completed": ExitCode.OK, "model_error": ExitCode.MODEL}.get(outcome.status, ExitCode.INCOMPLETE)
 
 
 PROMOTE_OPTIONS = [
@@ -337,7 +425,8 @@ def _conclude(ctx: click.Context, session: Any, task: str, repo: Path, outcome: 
 @REPO_OPTION
 @click.option("--patch-out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the agent's changes to this file as a git patch.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary; never asks for input.")
+@_json_flag("Print one JSON summary (or error) on stdout; never asks for input.")
+@model_options
 @promote_options
 @click.pass_context
 def run(ctx: click.Context, task: str, repo: Path, patch_out: Path | None, as_json: bool, promote_mode: str | None,
@@ -348,13 +437,12 @@ def run(ctx: click.Context, task: str, repo: Path, patch_out: Path | None, as_js
     Example: smol run "Fix the failing test in tests/test_app.py" --patch-out fix.patch
     """
     from runner.errors import UsageError
-    from runner.sandbox.docker_sandbox import check_repo
 
     if not task.strip():
         raise UsageError('the task is empty: say what the agent should do, e.g. smol run "Fix the failing test"')
     if patch_out is not None:
         _check_writable(patch_out)
-    repo = check_repo(repo)
+    repo, _ = _repo_root(repo, as_json)
     session = _start_session(ctx, repo, as_json, reverify=reverify)
     outcome = session.run(task)
     _conclude(ctx, session, task, repo, outcome, patch_out, as_json, promote_mode, reverify, land, branch)
@@ -364,17 +452,16 @@ def run(ctx: click.Context, task: str, repo: Path, patch_out: Path | None, as_js
 @REPO_OPTION
 @click.option("--patch-out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the session's changes to this file as a git patch at the end.")
+@model_options
 @promote_options
 @click.pass_context
 def chat(ctx: click.Context, repo: Path, patch_out: Path | None, promote_mode: str | None, reverify: bool, land: str,
          branch: str | None) -> None:
     """Interactive: several tasks, one after another, in one sandbox session. End with `exit` or Ctrl-D; the
     session's change is then recorded and goes through the same guarded promotion as `smol run`."""
-    from runner.sandbox.docker_sandbox import check_repo
-
     if patch_out is not None:
         _check_writable(patch_out)
-    repo = check_repo(repo)
+    repo, _ = _repo_root(repo, False)
     session = _start_session(ctx, repo, False, reverify=reverify)
     outcome = None
     first = True
@@ -404,40 +491,65 @@ def _store() -> Any:
     return RunStore(_settings().runs_db or None)
 
 
+def _get_run(store: Any, run_id: str) -> Any:
+    """A run by id (or a unique prefix/suffix of it), or `last` for the newest one."""
+    from runner.errors import UsageError
+
+    if run_id == "last":
+        newest = store.list(1)
+        if not newest:
+            raise UsageError("no runs recorded yet: `smol run TASK` makes one")
+        return newest[0]
+    return store.get(run_id)
+
+
 @main.group()
 def runs() -> None:
     """Recorded runs."""
 
 
 @runs.command(name="list")
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--limit", type=int, default=30, show_default=True)
-def runs_list(as_json: bool, limit: int) -> None:
-    """The most recent runs."""
+@_json_flag("Print the runs as one JSON array.")
+@click.option("--limit", type=click.IntRange(min=1), default=30, show_default=True, help="Show at most this many.")
+@click.option("--repo", "repo", type=click.Path(path_type=Path), default=None,
+              help="Only runs on this repository (a subdirectory means its git repository).")
+@click.option("--status", type=click.Choice(["completed", "stopped", "max_steps", "model_error"]), default=None,
+              help="Only runs that ended with this status.")
+def runs_list(as_json: bool, limit: int, repo: Path | None, status: str | None) -> None:
+    """The most recent runs, newest first."""
     from runner.promote.guard import sanitize_for_terminal
 
-    records = _store().list(limit)
+    from runner.gitroot import find_root
+
+    # Not checked for existence: the runs of a repo since deleted or moved are still listed.
+    where = str(find_root(repo)[0]) if repo is not None else None
+    records = _store().list(limit, repo=where, status=status)
     if as_json:
         click.echo(json.dumps([{"id": r.id, "created_at": r.created_at, "task": r.task, "repo": r.repo,
                                 "status": r.status, "promotion": (r.promotion or {}).get("outcome")} for r in records]))
         return
     if not records:
-        click.echo("no runs recorded yet")
+        click.echo("no runs recorded yet" if where is None and status is None else "no runs match")
+        return
+    width = max(len(r.id) for r in records)
+    click.echo(f"{'RUN':<{width}}  {'WHEN':<16}  {'STATUS':<11}  {'PROMOTION':<10}  TASK")
     for r in records:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at))
         promoted = (r.promotion or {}).get("outcome", "-")
-        click.echo(f"{r.id}  {when}  {r.status:<11} {promoted:<10} {sanitize_for_terminal(r.task)[:60]}")
+        task = sanitize_for_terminal(" ".join(r.task.split()), single_line=True)  # multi-line tasks on one line
+        task = task if len(task) <= 60 else task[:59] + "…"
+        click.echo(f"{r.id:<{width}}  {when:<16}  {r.status:<11}  {promoted:<10}  {task}")
 
 
 @runs.command(name="show")
 @click.argument("run_id")
-@click.option("--json", "as_json", is_flag=True)
+@_json_flag("Print the whole record as one JSON object.")
 @click.option("--trace", is_flag=True, help="Draw the run's trace tree (no Phoenix needed).")
 def runs_show(run_id: str, as_json: bool, trace: bool) -> None:
-    """One run: task, steps, approvals, verification, promotion, diff."""
+    """One run (RUN_ID, a unique part of it, or `last`): task, steps, approvals, verification, promotion, diff."""
     from runner.promote.guard import sanitize_for_terminal
 
-    record = _store().get(run_id)
+    record = _get_run(_store(), run_id)
     if as_json:
         data = record.to_public_dict()
         if trace:
@@ -461,7 +573,10 @@ def runs_show(run_id: str, as_json: bool, trace: bool) -> None:
         click.echo(f"  approval: {approval['kind']} {clean(approval['subject'])} -> {approval['outcome']} "
                    f"({approval['scope']})")
     if record.verification:
-        click.echo(f"verification: {record.verification.get('status')}")
+        checked = record.verification
+        by = f" with `{clean(checked['command'], single_line=True)}`" if checked.get("command") else ""
+        origin = f" ({checked['source']})" if checked.get("source") else ""
+        click.echo(f"verification: {checked.get('status')}{by}{origin}")
     click.echo(f"promotion: {(record.promotion or {}).get('outcome', 'pending')}")
     for decision in (record.promotion or {}).get("decisions", []):
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(decision["at"]))
@@ -484,9 +599,9 @@ def _start_tracing(ctx: click.Context, settings: Any) -> Any:
 @click.pass_context
 def promote(ctx: click.Context, run_id: str, promote_mode: str | None, reverify: bool, land: str,
             branch: str | None) -> None:
-    """Bring a saved run back to review and, after approval, into your tree."""
+    """Bring a saved run (RUN_ID or `last`) back to review and, after approval, into your tree."""
     store = _store()
-    record = store.get(run_id)
+    record = _get_run(store, run_id)
     settings = _settings()
     tracing = _start_tracing(ctx, settings)
     try:
@@ -495,7 +610,7 @@ def promote(ctx: click.Context, run_id: str, promote_mode: str | None, reverify:
         # This promotion's spans (re-verification, decisions, outcome) join the run's trace.
         store.update(record.id, spans=[*record.spans, *tracing.local.spans])
     if outcome["outcome"] in ("refused", "conflict"):
-        raise SystemExit(8)
+        ctx.exit(ExitCode.REFUSED)
 
 
 @main.command()
@@ -505,7 +620,7 @@ def replay(ctx: click.Context, run_id: str) -> None:
     """Re-run a recorded run's tool calls in a fresh sandbox, without a model, and compare the diffs."""
     from runner.replay import replay_run
 
-    record = _store().get(run_id)
+    record = _get_run(_store(), run_id)
     settings = _settings()
     _start_tracing(ctx, settings)  # the replay's sandbox and tool spans go to Phoenix, not into the record
     identical, patch = replay_run(ctx, record, settings, _progress)
@@ -513,12 +628,12 @@ def replay(ctx: click.Context, run_id: str) -> None:
         click.echo(f"replay of {record.id}: the diff is identical ({len(patch)} bytes)")
         return
     click.echo(f"replay of {record.id}: the diff DIFFERS from the recorded one")
-    ctx.exit(1)
+    ctx.exit(ExitCode.FAILED)
 
 
 # ---------------------------------------------------------------------------------------------- doctor
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@_json_flag("Print the checks as JSON.")
 @click.pass_context
 def doctor(ctx: click.Context, as_json: bool) -> None:
     """Check the Docker engine, the sandbox image, the model endpoint, Phoenix and the configuration."""
@@ -531,7 +646,7 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
     else:
         for line in render_table(checks):
             click.echo(line)
-    ctx.exit(1 if failed else 0)
+    ctx.exit(ExitCode.FAILED if failed else ExitCode.OK)
 
 
 # ---------------------------------------------------------------------------------------------- gc

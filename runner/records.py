@@ -270,9 +270,17 @@ class RunStore:
             raise UsageError(f"no run matches {run_id!r}: `smol runs list` shows the run ids")
         return self._record(row)
 
-    def list(self, limit: int = 50) -> list[RunRecord]:
+    def list(self, limit: int = 50, *, repo: str | None = None, status: str | None = None) -> list[RunRecord]:
+        """The newest runs first; `repo` and `status` filter by exact value."""
+        where, values = [], []
+        for column, value in (("repo", repo), ("status", status)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                values.append(value)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
         with self._connect() as db:
-            rows = db.execute("SELECT * FROM runs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+            rows = db.execute(f"SELECT * FROM runs {clause}ORDER BY created_at DESC LIMIT ?",
+                              (*values, limit)).fetchall()
         return [self._record(row) for row in rows]
 
     @staticmethod

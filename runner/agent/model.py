@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
-from runner.errors import SmolError
+from runner.errors import ExitCode, SmolError
 
 if TYPE_CHECKING:
     from smolagents import LiteLLMModel
@@ -28,7 +28,7 @@ RETRIES = 2
 class ModelUnavailableError(SmolError):
     """The LLM endpoint cannot be reached, or the model is not there."""
 
-    exit_code = 6
+    exit_code = ExitCode.MODEL
 
 
 def ollama_model_name(model_id: str) -> str | None:
