@@ -19,6 +19,8 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 # Run records and saved patches of the suite go to a scratch state directory, never the developer's own.
 os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="smol-test-state-")
 os.environ.pop("RUNS_DB", None)
+# Nor may the developer's own ~/.config/smol/config.env change what the suite sees.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="smol-test-config-")
 
 REPO_OWNER = 1000
 """Test repos belong to an ordinary user (uid 1000), as a developer's checkout would; CI runs as root."""
