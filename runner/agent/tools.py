@@ -279,6 +279,18 @@ class GitLog(SandboxTool):
 
 # ------------------------------------------------------------------------------------------- patches
 _DIFF_PATH = re.compile(r"^(?:\+\+\+|---) (?:[ab]/)?(.+?)\s*$", re.MULTILINE)
+_DIFF_NAME = re.compile(r"^(?:\+\+\+|---) (.+?)\s*$", re.MULTILINE)
+_MOVE_PATH = re.compile(r"^(?:rename|copy) (?:from|to) (.+?)\s*$", re.MULTILINE)
+
+
+def _refuse_git_dir(path: str) -> None:
+    # Every spelling a filesystem may fold back to `.git` (`.GIT/config`, `.git./x`, `sub/.git/hooks/...`): such a
+    # change never reaches the user's tree, so the model learns it here instead of losing the work at review.
+    from runner.promote.guard import touches_dotgit
+
+    if touches_dotgit(path):
+        raise ToolError(f"{path} is inside .git (or a name a filesystem may treat as .git): patches may not touch "
+                        "git's metadata", error_type="invalid_path", recovery="Edit project files only.")
 
 
 def _check_patch_paths(diff: str) -> list[str]:
@@ -288,9 +300,15 @@ def _check_patch_paths(diff: str) -> list[str]:
         if path == "/dev/null":
             continue
         check_relative_path(path)
-        if path == ".git" or path.startswith(".git/"):
-            raise ToolError("patches may not touch .git/", error_type="invalid_path", recovery="Edit project files only.")
+        _refuse_git_dir(path)
         paths.append(path)
+    # What the appliers make of the names: both strip one component (-p1) whatever it is (`x/../../y` is
+    # `../../y` to them), and git's rename/copy headers name paths of their own.
+    names = [m.group(1).split("\t")[0] for m in _DIFF_NAME.finditer(diff)]
+    stripped = [name.split("/", 1)[-1] for name in names if name != "/dev/null"]
+    for path in [*stripped, *(m.group(1) for m in _MOVE_PATH.finditer(diff))]:
+        check_relative_path(path)
+        _refuse_git_dir(path)
     if not paths:
         raise ToolError("this is not a unified diff (no ---/+++ file headers)", error_type="invalid_patch",
                         recovery="Send a unified diff with '--- a/path' and '+++ b/path' lines, "
@@ -341,6 +359,7 @@ class ProposePatch(SandboxTool):
     def forward(self, path: str, old_text: str, new_text: str) -> dict[str, Any]:
         import difflib
 
+        _refuse_git_dir(path)
         current = current_text(self.ctx, path, old_text)
         updated = current.replace(old_text, new_text, 1) if old_text else new_text
         diff = "".join(difflib.unified_diff(current.splitlines(keepends=True), updated.splitlines(keepends=True),

@@ -229,14 +229,15 @@ def _make_parents(repo: Path, path: str) -> list[Path]:
 
 def _file_mode(full: Path, executable: bool) -> int:
     """A replaced file keeps its permissions (a 0600 secret stays 0600) with only the executable bits following
-    the change, as git sets them; a new file gets 0755 or 0644 under the umask."""
+    the change, as git sets them; a new file gets 0755 or 0644 under the umask. Setuid and setgid are dropped:
+    git cannot carry them, and they must not lend their owner's rights to content the agent wrote."""
     try:
         st = os.lstat(full)
     except FileNotFoundError:
         st = None
     if st is None or not stat.S_ISREG(st.st_mode):
         return (0o755 if executable else 0o644) & ~_umask()
-    mode = stat.S_IMODE(st.st_mode)
+    mode = stat.S_IMODE(st.st_mode) & ~(stat.S_ISUID | stat.S_ISGID)
     if not executable:
         return mode & ~0o111
     if mode & 0o111:
@@ -257,14 +258,16 @@ def _write(repo: Path, path: str, state: FileState, *, mode: int | None = None) 
     owner = _owner_for(full)
     if state.kind == "symlink":
         os.symlink(os.fsdecode(state.data), temporary)
+        if owner is not None:
+            os.lchown(temporary, *owner)
     else:
         permissions = mode if mode is not None else _file_mode(full, state.executable)
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(state.data)
+        if owner is not None:
+            os.lchown(temporary, *owner)  # before the chmod: a chown clears setuid/setgid, even root's
         os.chmod(temporary, permissions)
-    if owner is not None:
-        os.lchown(temporary, *owner)
     os.replace(temporary, full)
 
 

@@ -788,6 +788,12 @@ def _touches_dotgit(path: str) -> bool:
     return any(_is_dotgit_component(part) for part in _components(path))
 
 
+def touches_dotgit(path: str) -> bool:
+    """Whether any component of `path` is `.git` in a spelling some filesystem folds back to it (`.GIT`,
+    `.git.`, `git~1`, `.g\u200cit`, ...): what the guard refuses, for callers outside it (the agent's tools)."""
+    return _touches_dotgit(path)
+
+
 def _is_dot_file(name: str, dotname: str, ntfs_prefix: str) -> bool:
     return (_ascii_lower(name) == "." + dotname or _is_ntfs_dot_generic(name, dotname, ntfs_prefix)
             or _is_hfs_dot(name, dotname) or _looks_like(name, "." + dotname))
@@ -900,7 +906,7 @@ class _FutureTree:
         self.repo = repo
         self.links: dict[str, str | None] = {}
         self.not_links: set[str] = set()
-        for change, (new_mode, target) in zip(changes, effective):
+        for change, (new_mode, target) in zip(changes, effective, strict=True):
             if change.old_path is not None and change.kind in ("deleted", "renamed"):
                 self.not_links.add(change.old_path)
             if change.new_path is not None:
@@ -1044,7 +1050,7 @@ def guard(patch: bytes, repo: Path, *, max_bytes: int = 5_000_000, max_files: in
     future = _FutureTree(repo, changes, effective)
     symlink_deletions = {c.old_path for c in changes if c.kind == "deleted" and c.old_mode == SYMLINK}
 
-    for change, (new_mode, target) in zip(changes, effective):
+    for change, (new_mode, target) in zip(changes, effective, strict=True):
         if change.new_path is not None and new_mode is None:
             refuse(change.path, "the patch gives no file mode for this file", "mode")
         old_mode = change.old_mode if change.old_mode is not None or change.old_path is None else new_mode
@@ -1171,4 +1177,4 @@ def summarize(report: GuardReport) -> list[str]:
 
 __all__ = ["EXECUTABLE", "GITLINK", "KNOWN_MODES", "REGULAR", "SYMLINK", "FileChange", "Finding", "GuardReport",
            "LineCount", "PatchParseError", "describe", "guard", "is_hfs_dotgit", "is_ntfs_dotgit", "line_counts",
-           "parse_patch", "runs_code_reason", "sanitize_for_terminal", "summarize"]
+           "parse_patch", "runs_code_reason", "sanitize_for_terminal", "summarize", "touches_dotgit"]

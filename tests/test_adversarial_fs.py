@@ -1,0 +1,616 @@
+"""The adversarial suite, file-system half: what a hostile model (scripted, driving the real agent loop through
+`smol run --json`) or a hostile repository can try with links, `.git`, paths, modes, odd names, sizes and encodings.
+
+Everything runs through the real CLI, the real engine and real git; the model is the only stand-in. Every test
+checks the user's tree byte for byte afterwards (unchanged, or exactly the reviewed change) and, through the
+autouse fixture below, that no sandbox container or volume the test's `smol` processes made is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO_OWNER, chown_tree, tree_fingerprint
+from tests.fake_ollama import Answer, FakeOllama, final, tool
+
+SMOL = str(Path(sys.executable).with_name("smol"))
+TEST_COMMAND = "python3 -m pytest -q tests/test_ok.py"
+"""The user's verification command: passes on every tree of this module, so auto-if-verified decides by the guard."""
+
+FILES: dict[str, bytes | str] = {
+    "README.md": "# fs\n",
+    "src/app.py": "def add(a, b):\n    return a + b\n",
+    "src/util/helpers.py": "X = 1\n",
+    "docs/guide/a.md": "# a\n",
+    "docs/guide/b.md": "# b\n",
+    "tests/test_ok.py": "def test_ok():\n    assert True\n",
+    "scripts/run.sh": "#!/bin/sh\necho run\n",
+    "data/blob.bin": bytes(range(256)) * 4,
+}
+
+SPAWNED: set[int] = set()
+"""Pids of every `smol` this module started: the sandboxes they made carry them in their owner label."""
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+def _smol_objects() -> list[tuple[str, str, str]]:
+    """(kind, name, owner label) of every sandbox container and volume on the engine."""
+    import docker
+
+    from runner.sandbox.labels import OWNER, SESSION
+
+    client = docker.from_env()
+    try:
+        found = [("container", c.name, (c.labels or {}).get(OWNER, ""))
+                 for c in client.containers.list(all=True, filters={"label": SESSION})]
+        found += [("volume", v.name, (v.attrs.get("Labels") or {}).get(OWNER, ""))
+                  for v in client.volumes.list(filters={"label": SESSION})]
+    finally:
+        client.close()
+    return found
+
+
+@pytest.fixture(autouse=True)
+def nothing_leaks() -> Iterator[None]:
+    """After each test, no container or volume made during it by this process or a `smol` it started remains.
+    (Other processes' sandboxes - a parallel suite's - are theirs; the owner label's pid tells them apart.)"""
+    before = {name for _, name, _ in _smol_objects()}
+    SPAWNED.clear()
+    yield
+    mine = {str(os.getpid())} | {str(pid) for pid in SPAWNED}
+    leaked = [f"{kind} {name}" for kind, name, owner in _smol_objects()
+              if name not in before and owner.split(":")[1:2] and owner.split(":")[1] in mine]
+    assert not leaked, f"left behind: {leaked}"
+
+
+@pytest.fixture
+def repo(make_repo: Callable[..., Path], sandbox_image: str) -> Path:
+    return make_repo("repo", files=dict(FILES), dirty=False)
+
+
+# ------------------------------------------------------------------------------------------------ running smol
+@dataclass
+class Run:
+    result: subprocess.CompletedProcess[str]
+    summary: dict[str, Any]
+    requests: list[dict[str, Any]]
+    """Every request the model received: all it ever saw of the sandbox."""
+
+    @property
+    def seen(self) -> str:
+        return json.dumps(self.requests)
+
+    @property
+    def observations(self) -> list[str]:
+        """What each tool call returned to the model, in order (the last request holds the whole history)."""
+        messages = self.requests[-1]["messages"] if self.requests else []
+        return [str(m.get("content")) for m in messages
+                if m.get("role") in ("user", "tool") and str(m.get("content")).startswith("Observation:")]
+
+    @property
+    def promotion(self) -> dict[str, Any]:
+        return dict(self.summary.get("promotion") or {})
+
+    def record(self) -> Any:
+        from runner.records import RunStore
+
+        return RunStore().get(self.summary["run_id"])
+
+    def steps(self) -> list[dict[str, Any]]:
+        return list(self.record().steps)
+
+    def step_errors(self, tool_name: str) -> list[str | None]:
+        return [step.get("error_type") for step in self.steps() if step["tool"] == tool_name]
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, "PHOENIX_ENABLED": "false", "APPROVAL_NON_INTERACTIVE": "approve",
+            "SMOL_TEST_COMMAND": TEST_COMMAND, "AGENT_MAX_STEPS": "80", **(extra or {})}
+
+
+def _spawn(args: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    process = subprocess.Popen([SMOL, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               stdin=subprocess.DEVNULL)
+    SPAWNED.add(process.pid)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, stderr = process.communicate()
+        pytest.fail(f"smol {args[0]} did not finish in {timeout}s:\n{stderr[-3000:]}")
+    assert "Traceback" not in stderr, stderr[-5000:]
+    return subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
+
+
+def smol_run(repo: Path, script: list[Answer], *args: str, env: dict[str, str] | None = None) -> Run:
+    """`smol run --json` with a hostile script; the model is told it may do anything (approvals granted)."""
+    with FakeOllama(list(script)) as fake:
+        result = _spawn(["run", "Do the task", "--repo", str(repo), "--json", *args],
+                        _env({"MODEL_API_BASE": fake.url, **(env or {})}))
+        requests = list(fake.requests)
+    assert result.stdout.strip().startswith("{"), result.stdout[-2000:] + result.stderr[-3000:]
+    return Run(result, json.loads(result.stdout), requests)
+
+
+def smol(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return _spawn(list(args), _env(env))
+
+
+# ------------------------------------------------------------------------------------------------ tree checks
+def entry(data: bytes, mode: int = 0o644) -> str:
+    """A fingerprint entry (without its mtime) for a regular file."""
+    import hashlib
+
+    return f"file:{mode:o}:{hashlib.sha256(data).hexdigest()}"
+
+
+def _no_mtime(value: str) -> str:
+    return value.rsplit(":", 1)[0] if value.startswith(("file:", "special:")) else value
+
+
+def assert_tree(repo: Path, before: dict[str, str], changed: dict[str, str | None], *,
+                include_git: bool = False) -> None:
+    """The tree is `before` byte for byte, except the `changed` paths, which hold exactly the given entries
+    (None: absent). Untouched files keep even their mtimes."""
+    after = tree_fingerprint(repo, include_git=include_git)
+    for path in sorted(set(after) | set(before) | set(changed)):
+        if path in changed:
+            got = after.get(path)
+            assert (None if got is None else _no_mtime(got)) == changed[path], path
+        else:
+            assert after.get(path) == before.get(path), path
+
+
+def contents(root: Path) -> dict[str, str]:
+    return {path: _no_mtime(value) for path, value in tree_fingerprint(root, include_git=False).items()}
+
+
+def copy_tree(repo: Path, target: Path) -> Path:
+    """The working tree as it is (untracked files and links included, .git not), for plain git to patch."""
+    shutil.copytree(repo, target, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+    return target
+
+
+def applied_by_git(copy: Path, diff: bytes) -> Path:
+    """`copy` with the reviewed diff applied by plain git (outside any repository)."""
+    subprocess.run(["git", "apply", "--binary", "-"], input=diff, cwd=copy, check=True, capture_output=True)
+    return copy
+
+
+def outside_listing(tmp_path: Path) -> dict[str, str]:
+    """Everything under tmp_path except the repo and state smol keeps: where an escape would land."""
+    return {path: value for path, value in tree_fingerprint(tmp_path).items()
+            if not path.startswith(("repo", "expected"))}
+
+
+def assert_outside_untouched(tmp_path: Path, before: dict[str, str]) -> None:
+    assert outside_listing(tmp_path) == before
+
+
+def make_link(path: Path, target: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target)
+    os.lchown(path, REPO_OWNER, REPO_OWNER)
+
+
+class Terminal:
+    """`smol` on a real pseudo-terminal, answered like a person would (for reviews that need a human's yes)."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        import pty
+
+        self.master, slave = pty.openpty()
+        self.process = subprocess.Popen([SMOL, *args], stdin=slave, stdout=slave, stderr=slave,
+                                        env={**_env(env), "TERM": "dumb"}, start_new_session=True)
+        SPAWNED.add(self.process.pid)
+        os.close(slave)
+        self.output = b""
+
+    def _read(self, wait: float) -> bool:
+        import select
+
+        if not select.select([self.master], [], [], wait)[0]:
+            return True
+        try:
+            chunk = os.read(self.master, 1 << 16)
+        except OSError:
+            return False
+        self.output += chunk
+        return bool(chunk)
+
+    def expect(self, text: str, timeout: float = 120) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.output[self.mark:]:
+            assert time.monotonic() < deadline and self._read(1), self.output.decode(errors="replace")[-3000:]
+        self.mark = self.output.index(text.encode(), self.mark) + len(text)
+
+    mark = 0
+
+    def send(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def answer_all(self, question: str, reply: str, *, until: str) -> int:
+        """Reply to every `question` until `until` shows; how many were asked."""
+        count = 0
+        while True:
+            rest = self.output[self.mark:]
+            if until.encode() in rest and (question.encode() not in rest
+                                           or rest.index(until.encode()) < rest.index(question.encode())):
+                return count
+            if question.encode() in rest:
+                self.mark += rest.index(question.encode()) + len(question)
+                self.send(reply)
+                count += 1
+                continue
+            assert self._read(120), self.output.decode(errors="replace")[-3000:]
+
+    def wait(self) -> int:
+        try:
+            code = self.process.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            pytest.fail("smol did not exit:\n" + self.output.decode(errors="replace")[-3000:])
+        while select_ready(self.master) and self._read(0):
+            pass
+        os.close(self.master)
+        return code
+
+
+def select_ready(fd: int) -> bool:
+    import select
+
+    return bool(select.select([fd], [], [], 0.05)[0])
+
+
+def review_all(run_id: str, *extra: str, confirm: str = "really apply it?") -> tuple[int, str, int]:
+    """`smol promote RUN_ID` on a terminal: approve all, and say yes to every confirmation asked.
+    Returns the exit code, the terminal's output and how many confirmations were asked."""
+    term = Terminal("promote", run_id, "--no-verify", *extra)
+    term.expect("[a]ll, [f]ile by file")
+    term.send("a\n")
+    asked = 0
+    for question in ("go on? [y/n]", confirm):
+        asked += term.answer_all(question, "y\n", until="promotion:" if question == confirm else confirm)
+    term.expect("promotion:")
+    code = term.wait()
+    return code, term.output.decode("utf-8", errors="replace"), asked
+
+
+# ================================================================================================ symlinks
+SECRET = "HOST-SECRET-7f3a9c"
+
+
+@pytest.mark.parametrize("mode", ["overlay", "copy"])
+def test_links_in_the_repo_to_host_files_are_never_read(mode: str, repo: Path, tmp_path: Path) -> None:
+    """A hostile repository links to host files (absolute, relative, a linked directory, `up -> ..`): no tool
+    reads through them; the model never sees a byte of the host file, while an in-repo link reads normally."""
+    (tmp_path / "secret.txt").write_text(SECRET + "\n")
+    make_link(repo / "leak_abs", str(tmp_path / "secret.txt"))
+    make_link(repo / "leak_rel", "../secret.txt")
+    make_link(repo / "src/leak_dir", str(tmp_path))
+    make_link(repo / "up", "..")
+    make_link(repo / "inside", "README.md")
+    before, outside = tree_fingerprint(repo), outside_listing(tmp_path)
+    script = [tool("read_file", path="leak_abs"), tool("read_file", path="leak_rel"),
+              tool("read_file", path="src/leak_dir/secret.txt"), tool("read_file", path="up/secret.txt"),
+              tool("read_file_snippet", path="up/secret.txt", pattern="SECRET"),
+              tool("rg_search", pattern="HOST-SECRET"), tool("rg_search", pattern="SECRET", path="src/leak_dir"),
+              tool("list_files", pattern="up/**"), tool("run_cmd", command="cat leak_abs leak_rel up/secret.txt"),
+              tool("run_cmd", command="cat src/leak_dir/secret.txt"), tool("read_file", path="inside"),
+              final("done")]
+    run = smol_run(repo, script, "--promote", "never", "--no-verify", env={"SANDBOX_MODE": mode})
+    assert run.summary["sandbox"]["mode"] == mode
+    assert SECRET not in run.seen
+    assert run.observations[-1].endswith("1| # fs")  # the in-repo link was read: reads do work
+    assert [e is not None for e in run.step_errors("read_file")] == [True] * 4 + [False]
+    assert run.promotion["outcome"] == "nothing to promote"
+    assert tree_fingerprint(repo) == before
+    assert_outside_untouched(tmp_path, outside)
+
+
+def test_links_the_agent_makes_out_of_the_repo_are_refused(repo: Path, tmp_path: Path) -> None:
+    """Links to /etc/passwd, ../outside, an absolute host path, a file replaced by a link to /etc/shadow and a
+    climbing directory link: exported as links (never their targets' bytes) and refused, nothing written."""
+    (tmp_path / "outside.txt").write_text("outside\n")
+    before, outside = tree_fingerprint(repo), outside_listing(tmp_path)
+    script = [tool("run_cmd", command="ln -s /etc/passwd passwd_link"),
+              tool("run_cmd", command="ln -s ../outside.txt out_link"),
+              tool("run_cmd", command=f"ln -s {tmp_path}/outside.txt host_link"),
+              tool("run_cmd", command="rm README.md"), tool("run_cmd", command="ln -s /etc/shadow README.md"),
+              tool("run_cmd", command="ln -s ../../.. src/deep_up"), final("linked")]
+    run = smol_run(repo, script, "--promote", "auto-if-verified")
+    assert all(error is None for error in run.step_errors("run_cmd")), run.steps()
+    assert run.promotion["outcome"] == "refused", run.promotion
+    refused = {finding["path"] for finding in run.promotion["refused"]}
+    assert refused == {"passwd_link", "out_link", "host_link", "README.md", "src/deep_up"}
+    record = run.record()
+    from runner.sandbox.base import FileState
+
+    assert record.final_files["README.md"] == FileState("symlink", b"/etc/shadow")
+    assert record.final_files["passwd_link"] == FileState("symlink", b"/etc/passwd")
+    assert tree_fingerprint(repo) == before
+    assert_outside_untouched(tmp_path, outside)
+
+
+def test_a_linked_directory_never_carries_writes_out_of_the_repo(repo: Path, tmp_path: Path) -> None:
+    """The repo has `vendor -> /host/dir` and `rel_vendor -> ../dir`; the agent writes below them (directly, and
+    after swapping the links for real directories) and below a link of its own: nothing reaches the host dir."""
+    target = tmp_path / "outside_dir"
+    target.mkdir()
+    (target / "existing.txt").write_text("outside\n")
+    make_link(repo / "vendor", str(target))
+    make_link(repo / "rel_vendor", "../outside_dir")
+    before, outside = tree_fingerprint(repo), outside_listing(tmp_path)
+    script = [tool("propose_patch", path="vendor/evil.txt", old_text="", new_text="evil\n"),
+              tool("apply_patch", patch_id="p1"),
+              tool("run_cmd", command="ln -s ../outside_dir mine"),
+              tool("propose_patch", path="mine/evil.txt", old_text="", new_text="evil\n"),
+              tool("apply_patch", patch_id="p2"),
+              tool("run_cmd", command="rm vendor rel_vendor mine"), tool("run_cmd", command="mkdir vendor rel_vendor"),
+              tool("propose_patch", path="vendor/evil.txt", old_text="", new_text="evil\n"),
+              tool("apply_patch", patch_id="p3"),
+              tool("propose_patch", path="rel_vendor/existing.txt", old_text="", new_text="pwned\n"),
+              tool("apply_patch", patch_id="p4"), final("done")]
+    run = smol_run(repo, script, "--promote", "auto-if-verified")
+    assert run.step_errors("apply_patch")[:2] != [None, None]  # no write below a dangling link succeeded
+    assert run.promotion["outcome"] == "refused", run.promotion
+    reasons = {finding["path"]: finding["reason"] for finding in run.promotion["refused"]}
+    assert "a symlink in your tree" in reasons["vendor/evil.txt"]
+    assert "a symlink in your tree" in reasons["rel_vendor/existing.txt"]
+    assert tree_fingerprint(repo) == before
+    assert_outside_untouched(tmp_path, outside)
+
+
+def test_a_directory_swapped_for_a_link_after_the_run_is_never_written_through(repo: Path, tmp_path: Path) -> None:
+    """A reviewed change to docs/guide/ is saved; then docs/guide becomes a link to a host directory. Promoting
+    the saved change must refuse: the host directory keeps its bytes."""
+    script = [tool("propose_patch", path="docs/guide/a.md", old_text="# a", new_text="# A"),
+              tool("apply_patch", patch_id="p1"),
+              tool("propose_patch", path="docs/guide/new.md", old_text="", new_text="new\n"),
+              tool("apply_patch", patch_id="p2"), final("docs")]
+    run = smol_run(repo, script, "--promote", "never", "--no-verify")
+    assert run.promotion["outcome"] == "saved"
+    target = tmp_path / "outside_guide"
+    shutil.move(str(repo / "docs/guide"), target)
+    make_link(repo / "docs/guide", str(target))
+    before, outside = tree_fingerprint(repo), outside_listing(tmp_path)
+    later = smol("promote", run.summary["run_id"], "--promote", "auto-if-verified")
+    assert later.returncode == 8, later.stdout + later.stderr
+    assert "written through docs/guide, a symlink in your tree" in later.stdout
+    assert tree_fingerprint(repo) == before
+    assert_outside_untouched(tmp_path, outside)
+    assert (target / "a.md").read_text() == "# a\n" and not (target / "new.md").exists()
+
+
+def test_a_hard_link_to_an_outside_file_is_never_written_through(repo: Path, tmp_path: Path) -> None:
+    """The repo's hard.txt shares its inode with a host file outside; an approved edit of hard.txt lands in the
+    repo only, and the outside file keeps its bytes."""
+    shared = tmp_path / "outside_hard.txt"
+    shared.write_text("shared\n")
+    os.link(shared, repo / "hard.txt")
+    os.lchown(repo / "hard.txt", REPO_OWNER, REPO_OWNER)
+    before, outside = tree_fingerprint(repo), outside_listing(tmp_path)
+    script = [tool("propose_patch", path="hard.txt", old_text="shared", new_text="changed"),
+              tool("apply_patch", patch_id="p1"), final("edited")]
+    run = smol_run(repo, script, "--promote", "auto-if-verified")
+    assert run.promotion["outcome"] == "applied", run.promotion
+    assert_tree(repo, before, {"hard.txt": entry(b"changed\n")}, include_git=True)
+    assert_outside_untouched(tmp_path, outside)
+    assert shared.read_text() == "shared\n"
+
+
+def test_a_failed_write_rolls_back_links_modes_and_hard_links_exactly(repo: Path, tmp_path: Path) -> None:
+    """A promotion that fails half way (the user put a non-empty directory where the change writes a file) puts
+    back every file it already wrote: a setuid script keeps 4755, a link its target, a hard-linked file its
+    bytes, every mtime; the outside file sharing an inode is never touched."""
+    suid = repo / "a_suid.sh"
+    suid.write_text("#!/bin/sh\necho a\n")
+    shared = tmp_path / "outside_hard.txt"
+    shared.write_text("shared\n")
+    os.link(shared, repo / "hard.txt")
+    make_link(repo / "b_link", "README.md")
+    chown_tree(repo, REPO_OWNER, REPO_OWNER)
+    suid.chmod(0o4755)
+    script = [tool("propose_patch", path="a_suid.sh", old_text="echo a", new_text="echo b"),
+              tool("apply_patch", patch_id="p1"),
+              tool("propose_patch", path="hard.txt", old_text="shared", new_text="changed"),
+              tool("apply_patch", patch_id="p2"),
+              tool("run_cmd", command="ln -sfn src/app.py b_link"),
+              tool("propose_patch", path="zz", old_text="", new_text="zz\n"),
+              tool("apply_patch", patch_id="p3"), final("four changes")]
+    run = smol_run(repo, script, "--promote", "never", "--no-verify")
+    assert sorted(f["path"] for f in run.summary["diff"]["files"]) == ["a_suid.sh", "b_link", "hard.txt", "zz"]
+    (repo / "zz").mkdir()
+    (repo / "zz/keep.txt").write_text("mine\n")
+    chown_tree(repo, REPO_OWNER, REPO_OWNER)
+    suid.chmod(0o4755)  # chown clears setuid: set it last
+    before, outside = tree_fingerprint(repo), outside_listing(tmp_path)
+    term = Terminal("promote", run.summary["run_id"], "--no-verify")
+    term.expect("[a]ll, [f]ile by file")
+    term.send("a\n")
+    code = term.wait()
+    shown = term.output.decode(errors="replace")
+    assert code == 8, shown[-3000:]
+    assert "a non-empty directory is in the way" in shown
+    assert tree_fingerprint(repo) == before
+    assert stat.S_IMODE(os.lstat(suid).st_mode) == 0o4755
+    assert_outside_untouched(tmp_path, outside)
+
+
+# ================================================================================================ .git
+PLANT = '''import os, pathlib, sys
+HOOK = "#!/bin/sh\\necho pwned > /tmp/pwned\\n"
+for name in sys.argv[1:]:
+    path = pathlib.Path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("gitdir: /etc\\n" if name == "lib/.git" else HOOK)
+    path.chmod(0o755)
+for name in ("sub/code.py", "lib/code.py"):
+    pathlib.Path(name).write_text("x = 1\\n")
+with open(".git/config", "a") as config:
+    config.write("[core]\\n\\thooksPath = .githooks\\n[filter \\"evil\\"]\\n\\tclean = sh -c 'echo pwned > /tmp/p'\\n")
+'''
+SPELLINGS = [".git/hooks/pre-commit", ".GIT/hooks/post-checkout", ".Git/config", ".git./config", ".git /config",
+             "git~1/config", ".gIt", "sub/.git/config", "lib/.git", ".git::$INDEX_ALLOCATION/x"]
+
+
+def arm_git_traps(repo: Path, tmp_path: Path) -> Path:
+    """The user's repository runs code on every git event it can: hooks (in .git/hooks and a core.hooksPath),
+    filter, diff and merge drivers, textconv, an fsmonitor. Each leaves a marker in the returned directory."""
+    traps = tmp_path / "traps"
+    traps.mkdir()
+    hooks = tmp_path / "hookdir"
+    hooks.mkdir()
+    names = ["pre-commit", "post-commit", "commit-msg", "prepare-commit-msg", "reference-transaction",
+             "post-checkout", "post-index-change", "pre-auto-gc", "post-rewrite", "fsmonitor-watchman"]
+    for folder in (repo / ".git/hooks", hooks):
+        for name in names:
+            (folder / name).write_text(f'#!/bin/sh\ntouch {traps}/hook-{name}\ncat >/dev/null 2>&1 || true\n')
+            (folder / name).chmod(0o755)
+    monitor = tmp_path / "fsmonitor.sh"
+    monitor.write_text(f"#!/bin/sh\ntouch {traps}/fsmonitor\n")
+    monitor.chmod(0o755)
+    with open(repo / ".git/config", "a") as config:
+        config.write(f'[core]\n\thooksPath = {hooks}\n\tfsmonitor = {monitor}\n'
+                     f'[filter "trap"]\n\tclean = sh -c "touch {traps}/clean; cat"\n'
+                     f'\tsmudge = sh -c "touch {traps}/smudge; cat"\n\tprocess = sh -c "touch {traps}/process"\n'
+                     f'[diff "trap"]\n\tcommand = sh -c "touch {traps}/diff"\n'
+                     f'\ttextconv = sh -c "touch {traps}/textconv; cat \\"$1\\"" -\n'
+                     f'[merge "trap"]\n\tdriver = sh -c "touch {traps}/merge"\n')
+    chown_tree(repo, REPO_OWNER, REPO_OWNER)
+    return traps
+
+
+GIT_PLAIN = ["git", "-c", "safe.directory=*", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"]
+
+
+def plain_git(repo: Path, *args: str) -> str:
+    """Read-only plumbing on a trapped repo that springs no trap itself (no hooks, no fsmonitor, no work tree)."""
+    return subprocess.run([*GIT_PLAIN, "--git-dir", str(repo / ".git"), *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def sprung(traps: Path) -> list[str]:
+    return sorted(os.listdir(traps))
+
+
+def test_git_metadata_in_every_spelling_never_lands(repo: Path) -> None:
+    """The agent writes hooks and config into .git, .GIT, .Git, `.git.`, `.git `, git~1, an NTFS stream name, a
+    nested repository and a gitfile: none of it is in the patch or the tree; the one real edit lands exactly."""
+    before = tree_fingerprint(repo, include_git=True)
+    script = [tool("propose_patch", path="tools/plant.py", old_text="", new_text=PLANT),
+              tool("apply_patch", patch_id="p1"),
+              tool("run_cmd", command="python3 tools/plant.py " + " ".join(f"'{p}'" for p in SPELLINGS)),
+              tool("run_cmd", command="rm tools/plant.py"),
+              tool("propose_patch", path="src/app.py", old_text="return a + b", new_text="return b + a"),
+              tool("apply_patch", patch_id="p2"), final("done")]
+    run = smol_run(repo, script, "--promote", "auto-if-verified")
+    assert all(error is None for error in run.step_errors("run_cmd")), run.steps()
+    assert run.promotion["outcome"] == "applied", run.promotion
+    assert run.record().diff.count(b"diff --git") == 1
+    assert set(run.summary["left_out"]["git"]) >= {".GIT", ".Git", ".git.", ".git ", "git~1", ".gIt", "sub", "lib"}
+    assert_tree(repo, before, {"src/app.py": entry(b"def add(a, b):\n    return b + a\n")}, include_git=True)
+
+
+def test_the_patch_tools_refuse_git_metadata_and_say_so(repo: Path) -> None:
+    """propose_patch and propose_patch_unified refuse `.git` in any spelling (renames included) with a message
+    the model can act on, before anything is written even in the sandbox."""
+    before = tree_fingerprint(repo, include_git=True)
+    paths = [".git/hooks/pre-commit", ".GIT/config", "sub/.git/config", ".git./x", "git~1/x", ".g\u200cit/config"]
+    unified = ["--- /dev/null\n+++ b/.Git/hooks/post-checkout\n@@ -0,0 +1 @@\n+#!/bin/sh\n",
+               "--- a/.git/config\n+++ b/.git/config\n@@ -1 +1 @@\n-x\n+y\n",
+               "diff --git a/README.md b/.git/hooks/pre-commit\nsimilarity index 100%\nrename from README.md\n"
+               "rename to .git/hooks/pre-commit\n--- a/src/app.py\n+++ b/src/app.py\n@@ -1 +1 @@\n"
+               "-def add(a, b):\n+def add(b, a):\n"]
+    script = [*(tool("propose_patch", path=p, old_text="", new_text="#!/bin/sh\n") for p in paths),
+              *(tool("propose_patch_unified", diff=d) for d in unified),
+              tool("run_cmd", command="ls -a .git/hooks"), final("done")]
+    run = smol_run(repo, script, "--promote", "never", "--no-verify")
+    errors = run.step_errors("propose_patch") + run.step_errors("propose_patch_unified")
+    assert errors == ["invalid_path"] * (len(paths) + len(unified)), run.steps()
+    assert all("patches may not touch git's metadata" in text for text in run.observations[:-1])
+    assert "pre-commit" not in run.observations[-1].split()  # nothing was written into the sandbox's .git either
+    assert run.promotion["outcome"] == "nothing to promote"
+    assert tree_fingerprint(repo, include_git=True) == before
+
+
+CODE_RUNNING = {
+    ".gitattributes": "* filter=evil diff=evil merge=evil\n",
+    ".gitmodules": '[submodule "x"]\n\tpath = x\n\turl = https://example.invalid/x.git\n',
+    "src/.GitAttributes": "*.py filter=evil\n",
+    ".githooks/pre-commit": "#!/bin/sh\necho pwned\n",
+    ".husky/pre-commit": "#!/bin/sh\necho pwned\n",
+    ".pre-commit-config.yaml": "repos: []\n",
+    ".github/workflows/ci.yml": "on: push\n",
+    "Makefile": "all:\n\techo pwned\n",
+    "conftest.py": "import os\n",
+    ".envrc": "echo pwned\n",
+    ".vscode/tasks.json": "{}\n",
+}
+
+
+def test_files_that_run_code_wait_for_an_explicit_yes(repo: Path) -> None:
+    """.gitattributes with filter/diff/merge drivers (in any case), .gitmodules, hook directories and hook
+    managers, CI, build files, direnv, editor tasks: a verified change holding them is saved, never applied
+    automatically, each file named; the tree (and .git) stay as they were."""
+    before = tree_fingerprint(repo, include_git=True)
+    script = [step for index, (path, text) in enumerate(CODE_RUNNING.items(), start=1)
+              for step in (tool("propose_patch", path=path, old_text="", new_text=text),
+                           tool("apply_patch", patch_id=f"p{index}"))]
+    script += [tool("run_cmd", command="git config core.hooksPath .githooks"), final("tooling")]
+    run = smol_run(repo, script, "--promote", "auto-if-verified")
+    assert run.promotion["outcome"] == "saved", run.promotion
+    assert run.promotion["verification"]["status"] == "passed"
+    flagged = {line.split("NEEDS CONFIRMATION ", 1)[1].split(":", 1)[0]
+               for line in run.result.stderr.splitlines() if "NEEDS CONFIRMATION" in line}
+    assert flagged == set(CODE_RUNNING)
+    assert "not applied automatically: some files need explicit confirmation" in run.result.stderr
+    assert tree_fingerprint(repo, include_git=True) == before
+
+
+@pytest.mark.parametrize("land", ["commit", "branch"])
+def test_landing_runs_no_hook_filter_or_driver_of_the_repo(land: str, make_repo: Callable[..., Path],
+                                                           sandbox_image: str, tmp_path: Path) -> None:
+    """The user's repo has hooks (.git/hooks and core.hooksPath), filter/diff/merge drivers bound by its
+    committed .gitattributes and an fsmonitor. Landing as a commit or a branch runs none of them, and the commit
+    holds HEAD plus exactly the change. (Control: plain git in that repo does spring the traps.)"""
+    repo = make_repo("repo", files={**FILES, ".gitattributes": "* filter=trap diff=trap merge=trap\n"}, dirty=False)
+    traps = arm_git_traps(repo, tmp_path)
+    head = plain_git(repo, "rev-parse", "HEAD").strip()
+    before = tree_fingerprint(repo, include_git=False)
+    script = [tool("propose_patch", path="src/app.py", old_text="return a + b", new_text="return b + a"),
+              tool("apply_patch", patch_id="p1"), final("done")]
+    run = smol_run(repo, script, "--promote", "auto-if-verified", "--land", land, "--branch", "smol/x")
+    assert run.promotion["outcome"] == "applied", run.promotion
+    assert sprung(traps) == []
+    new = b"def add(a, b):\n    return b + a\n"
+    commit = run.promotion["commit"] if land == "commit" else plain_git(repo, "rev-parse", "smol/x").strip()
+    assert plain_git(repo, "rev-parse", f"{commit}~1").strip() == head
+    assert plain_git(repo, "diff-tree", "--no-commit-id", "--name-only", "-r", head, commit).split() == ["src/app.py"]
+    assert plain_git(repo, "cat-file", "blob", f"{commit}:src/app.py") == new.decode()
+    if land == "commit":
+        assert plain_git(repo, "rev-parse", "HEAD").strip() == commit
+        assert_tree(repo, before, {"src/app.py": entry(new)})
+    else:
+        assert plain_git(repo, "rev-parse", "HEAD").strip() == head
+        assert tree_fingerprint(repo, include_git=False) == before
+    assert sprung(traps) == []
+    subprocess.run(["git", "-C", str(repo), "-c", "safe.directory=*", "commit", "-q", "--allow-empty", "-m", "x"],
+                   capture_output=True)
+    assert sprung(traps), "the traps were not armed: this test could not fail"
+
+
