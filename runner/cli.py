@@ -298,9 +298,13 @@ def _start_session(ctx: click.Context, repo: Path, as_json: bool, *, reverify: b
     from runner.agent.session import AgentSession
     from runner.sandbox.docker_sandbox import DockerSandbox
 
+    from runner.live import LiveStatus
+
     settings = _settings()
     preflight(settings)
-    progress = (lambda message: None) if as_json else _progress
+    live = LiveStatus(sys.stderr, interactive=_interactive(as_json))
+    ctx.call_on_close(live.close)
+    progress = (lambda message: None) if as_json else (lambda message: live.line(f"smol: {message}"))
     tracing = _start_tracing(ctx, settings)
     sandbox = ctx.with_resource(DockerSandbox(repo, settings, progress=progress))
     progress(f"sandbox ready ({sandbox.info.mode.value} mode: {sandbox.info.mode_reason}); model {settings.model_id}")
@@ -309,6 +313,8 @@ def _start_session(ctx: click.Context, repo: Path, as_json: bool, *, reverify: b
         sandbox.prepare_spare()
     session = AgentSession(sandbox, settings, asker=_ask if _interactive(as_json) else None, progress=progress)
     session.tracing = tracing
+    if not as_json:
+        session.state.on_model(live.model_event)
     return session
 
 
@@ -566,7 +572,8 @@ def runs_show(run_id: str, as_json: bool, trace: bool) -> None:
     click.echo(f"run {record.id}  ({record.status}{': ' + clean(record.reason) if record.reason else ''})")
     click.echo(f"task: {clean(record.task)}\nrepo: {clean(record.repo)}\nmodel: {record.model}")
     for step in record.steps:
-        outcome = f"error: {step.get('error_type')}" if step.get("error") else "ok"
+        # Records written before steps carried their outcome still say what went wrong.
+        outcome = step.get("outcome") or (f"error: {step.get('error_type')}" if step.get("error") else "ok")
         click.echo(f"  [{step['index']}] {step['tool']} {clean(json.dumps(step['arguments']))[:100]} "
                    f"{step['duration_s']:.2f}s {outcome}")
     for approval in record.approvals:

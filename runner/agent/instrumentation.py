@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import time
 from contextlib import nullcontext
 from collections.abc import Callable
@@ -131,6 +132,24 @@ def _summary(result: dict[str, Any]) -> str:
     return render(result).splitlines()[0][:200] if result else ""
 
 
+_ERROR_OUTCOMES = {"policy_denied": "denied", "approval_denied": "not approved", "loop_detected": "stopped: loop"}
+
+
+def outcome_of(tool: str, result: dict[str, Any]) -> str:
+    """The few words a person watching the run needs: not "ok" for a failed test run or a command that exited 1."""
+    if "error" in result:
+        kind = str(result.get("error_type") or "error")
+        return _ERROR_OUTCOMES.get(kind, f"error: {kind}")
+    if tool == "run_tests" and "summary" in result:
+        verdict, _, counts = str(result["summary"]).partition(": ")
+        passed, failed, errors = (int(n) for n in re.findall(r"\d+", counts)[:3]) if counts else (0, 0, 0)
+        shown = [f"{n} {what}" for n, what in ((passed, "passed"), (failed, "failed"), (errors, "errors")) if n]
+        return ", ".join(shown) if verdict.lower() in ("passed", "failed") and shown else verdict.lower()
+    if "exit_code" in result:
+        return "timed out" if result.get("timed_out") else f"exit {result['exit_code']}"
+    return "ok"
+
+
 def _normalise(error: BaseException) -> dict[str, Any]:
     if isinstance(error, ToolError):
         return error.to_dict()
@@ -195,7 +214,7 @@ def instrument(tool: Tool, state: RunState, settings: Settings) -> Tool:
         state.record(StepRecord(
             index=state.next_index(), tool=name, arguments=arguments, arguments_hash=digest,
             summary=_summary(result), duration_s=duration, error=result.get("error"),
-            error_type=result.get("error_type"), truncated=rendered.truncated,
+            error_type=result.get("error_type"), truncated=rendered.truncated, outcome=outcome_of(name, result),
         ))
         if verdict is LoopVerdict.STOP:
             state.stop(reason)

@@ -76,6 +76,8 @@ def build_model(settings: Settings, state: RunState | None = None) -> LiteLLMMod
             transient = (litellm.Timeout, litellm.APIConnectionError, litellm.ServiceUnavailableError,
                          litellm.InternalServerError, litellm.RateLimitError)
             for attempt in range(RETRIES + 1):
+                if state is not None:
+                    state.model_event("start")  # the CLI shows a live "model thinking… 12 s" line
                 try:
                     return super().generate(*args, **kwargs)
                 except transient as error:
@@ -86,6 +88,9 @@ def build_model(settings: Settings, state: RunState | None = None) -> LiteLLMMod
                         raise
                     log.warning("%s; retrying", message)
                     time.sleep(1.0 * (attempt + 1))
+                finally:
+                    if state is not None:
+                        state.model_event("end")
             raise AssertionError("unreachable")
 
     extra: dict[str, Any] = {}

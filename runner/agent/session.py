@@ -62,8 +62,6 @@ class DiffStat:
         return "\n".join(lines + [f"  {len(self.files)} file(s), +{self.added} -{self.removed}"])
 
 
-
-
 def diff_stat(patch: bytes) -> DiffStat:
     """Per-file added/removed line counts of a git patch, without running git.
 
@@ -161,8 +159,7 @@ class AgentSession:
 
     def _report_step(self, step: StepRecord) -> None:
         arguments = ", ".join(f"{k}={_short(v)}" for k, v in step.arguments.items())
-        outcome = f"error: {step.error_type}" if step.error else "ok"
-        self.progress(f"[{step.index}] {step.tool}({arguments}) {step.duration_s:.2f}s {outcome}")
+        self.progress(f"[{step.index}] {step.tool}({arguments}) {step.duration_s:.2f}s {step.outcome}")
 
     # ------------------------------------------------------------------ reporting
     def summary(self, outcome: TaskOutcome, patch: bytes) -> dict[str, Any]:

@@ -46,6 +46,8 @@ class StepRecord:
     error_type: str | None = None
     truncated: bool = False
     started_at: float = field(default_factory=time.time)
+    outcome: str = "ok"
+    """What matters about the result, in a few words: "2 passed", "1 failed", "exit 127", "denied", "error: …"."""
 
 
 @dataclass
@@ -87,6 +89,7 @@ class RunState:
         self.stop_reason: str | None = None
         self._stop_callbacks: list[Callable[[str], None]] = []
         self._listeners: list[Callable[[StepRecord], None]] = []
+        self._model_listeners: list[Callable[[str], None]] = []
 
     # -------------------------------------------------------------- wiring
     def on_stop(self, callback: Callable[[str], None]) -> None:
@@ -94,6 +97,14 @@ class RunState:
 
     def on_step(self, listener: Callable[[StepRecord], None]) -> None:
         self._listeners.append(listener)
+
+    def on_model(self, listener: Callable[[str], None]) -> None:
+        """`listener("start")` when a model call begins, `listener("end")` when it returns or fails."""
+        self._model_listeners.append(listener)
+
+    def model_event(self, kind: str) -> None:
+        for listener in self._model_listeners:
+            listener(kind)
 
     # -------------------------------------------------------------- loops
     def check_loop(self, tool: str, digest: str) -> tuple[LoopVerdict, str]:
