@@ -146,7 +146,12 @@ def test_model_failures_are_retried_then_reported(buggy_repo: Path) -> None:
     broken = [{"status": 500}] * 6
     result, summary, _ = run_agent(buggy_repo, broken)
     assert result.returncode == 6
-    assert summary["status"] == "model_error" and "model call failed" in summary["reason"]
+    assert summary["status"] == "model_error"
+    # One line naming the cause and where to look, not LiteLLM's nested exception names.
+    assert summary["reason"].startswith("the model server at http://127.0.0.1:") and "answered HTTP 500" in \
+        summary["reason"] and "ollama serve" in summary["reason"], summary["reason"]
+    assert "litellm" not in summary["reason"] and "Exception" not in summary["reason"]
+    assert "retrying (2 of 2)" in result.stderr and "litellm." not in result.stderr
 
 
 def test_a_model_timeout_is_retried(buggy_repo: Path) -> None:

@@ -193,3 +193,38 @@ def test_runs_show_last_and_an_empty_store(tmp_path: Path) -> None:
     _seed(store, "20260101-000001-bbbbbb", at=time.time(), task="new", repo="/r", status="completed")
     shown: dict[str, Any] = json.loads(smol("runs", "show", "last", "--json", env=env).stdout)
     assert shown["id"] == "20260101-000001-bbbbbb" and shown["task"] == "new"
+
+
+def test_an_endpoint_that_is_no_ollama_is_named_in_one_line(repo: Path) -> None:
+    import http.server
+    import threading
+
+    class NotOllama(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _answer(self, body: bytes) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802 - the preflight's /api/tags passes, as behind a caching proxy
+            self._answer(json.dumps({"models": [{"name": "qwen2.5-coder:14b"}]}).encode())
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._answer(b"<html><body>502 proxy error</body></html>")
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotOllama)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = smol("run", "Fix add", "--repo", str(repo), "--json", "--promote", "never",
+                      env={"MODEL_API_BASE": f"http://127.0.0.1:{server.server_address[1]}"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == ExitCode.MODEL
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "model_error"
+    assert "is not Ollama's JSON" in summary["reason"] and "MODEL_API_BASE" in summary["reason"]
+    assert "\n" not in summary["reason"] and "Traceback" not in summary["reason"]

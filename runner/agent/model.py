@@ -60,6 +60,37 @@ def preflight(settings: Settings, *, timeout: float = 5.0) -> None:
         )
 
 
+_JSON_TROUBLE = ("Expecting value", "Unterminated string", "Extra data", "JSONDecodeError", "Invalid control character")
+
+
+def explain_model_failure(error: BaseException, settings: Settings) -> str:
+    """One line naming the cause and the fix, instead of LiteLLM's exception text (three nested class names)."""
+    import litellm
+
+    base = settings.model_api_base.rstrip("/")
+    text = str(error)
+    # LiteLLM prefixes "litellm.<Class>: <Provider>Exception - "; the server's own words are what is left.
+    detail = text.split(" - ", 1)[1] if " - " in text else text.split(": ", 1)[-1]
+    detail = " ".join((detail.splitlines() or [""])[0].split())[:160]  # LiteLLM may append a whole traceback
+    status = getattr(error, "status_code", None)
+    if isinstance(error, litellm.Timeout):
+        return (f"the model at {base} gave no answer within MODEL_TIMEOUT ({settings.model_timeout:g} s): raise "
+                "MODEL_TIMEOUT, or use a smaller model (--model)")
+    if any(marker in text for marker in _JSON_TROUBLE):
+        return (f"the server at {base} answered with something that is not Ollama's JSON: check that "
+                "MODEL_API_BASE points at Ollama itself, not a proxy or a web page")
+    if isinstance(error, litellm.APIConnectionError):
+        return (f"cannot reach the model at {base} ({detail}): start Ollama (`ollama serve`) or set "
+                "MODEL_API_BASE")
+    if isinstance(error, litellm.NotFoundError):
+        return (f"the model {settings.model_id} is not at {base} ({detail}): `ollama pull` it, or set MODEL_ID / "
+                "--model")
+    if status is not None:
+        return (f"the model server at {base} answered HTTP {status} ({detail}): see its log (`ollama serve` "
+                "output, or `docker compose logs ollama`)")
+    return f"the model call failed ({type(error).__name__}: {detail})"
+
+
 def build_model(settings: Settings, state: RunState | None = None) -> LiteLLMModel:
     import litellm
     from smolagents import LiteLLMModel
@@ -81,12 +112,12 @@ def build_model(settings: Settings, state: RunState | None = None) -> LiteLLMMod
                 try:
                     return super().generate(*args, **kwargs)
                 except transient as error:
-                    message = f"model call failed ({type(error).__name__}): {str(error).splitlines()[0][:200]}"
+                    message = explain_model_failure(error, settings)
                     if state is not None:
                         state.model_errors.append(message)
                     if attempt == RETRIES:
                         raise
-                    log.warning("%s; retrying", message)
+                    log.warning("%s; retrying (%d of %d)", message, attempt + 1, RETRIES)
                     time.sleep(1.0 * (attempt + 1))
                 finally:
                     if state is not None:

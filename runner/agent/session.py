@@ -123,11 +123,12 @@ class AgentSession:
         try:
             result = self.agent.run(task, reset=reset)
         except AgentGenerationError as error:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            from runner.agent.model import explain_model_failure
+
             cause = error.__cause__
-            if cause is not None:
-                reason = f"{type(cause).__name__}: {str(cause).splitlines()[0][:300] if str(cause) else ''}"
-            return TaskOutcome("model_error", "", f"the model call failed: {reason}", time.monotonic() - started)
+            reason = explain_model_failure(cause, self.settings) if cause is not None else \
+                (str(error).splitlines()[0] if str(error) else type(error).__name__)
+            return TaskOutcome("model_error", "", reason, time.monotonic() - started)
         except AgentError as error:
             reason = self.state.stop_reason or str(error)
             return TaskOutcome("stopped", "", reason, time.monotonic() - started)
