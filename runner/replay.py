@@ -10,30 +10,31 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import click
-
     from runner.config import Settings
     from runner.records import RunRecord
 
 
-def replay_run(ctx: click.Context, record: RunRecord, settings: Settings,
-               progress: Callable[[str], None]) -> tuple[bool, bytes]:
+def replay_run(record: RunRecord, settings: Settings, progress: Callable[[str], None]) -> tuple[bool, bytes]:
+    """(whether the replay reproduced the recorded change, the replay's diff); the sandbox is gone on return."""
+    from pathlib import Path
+
+    from runner.sandbox.docker_sandbox import DockerSandbox, check_repo
+
+    with DockerSandbox(check_repo(Path(record.repo)), settings, progress=progress) as sandbox:
+        return _replay(sandbox, record, settings, progress)
+
+
+def _replay(sandbox: Any, record: RunRecord, settings: Settings,
+            progress: Callable[[str], None]) -> tuple[bool, bytes]:
     from pathlib import Path
 
     from runner.agent.approval import ApprovalGate
+    from runner.agent.checkpoint import restore_states
     from runner.agent.state import RunState
     from runner.agent.tools import ToolContext, build_tools
     from runner.policy import CommandPolicy
-    from runner.sandbox.docker_sandbox import DockerSandbox, check_repo
 
-    sandbox = ctx.with_resource(DockerSandbox(check_repo(Path(record.repo)), settings, progress=progress))
-    for path, base in record.base_files.items():
-        if base is None:
-            sandbox.exec(["rm", "-f", "--", path])
-        elif base.kind == "symlink":
-            sandbox.exec(["ln", "-sfn", "--", base.data.decode("utf-8", "surrogateescape"), path])
-        else:
-            sandbox.write(path, base.data, executable=base.executable)
+    restore_states(sandbox, record.base_files)
     baseline = sandbox.diff()
 
     approved = {(a["kind"], a["subject"]) for a in record.approvals if a["outcome"] == "approved"}
