@@ -140,7 +140,9 @@ def smol_run(repo: Path, script: list[Answer], *args: str, env: dict[str, str] |
                         _env({"MODEL_API_BASE": fake.url, **(env or {})}))
         requests = list(fake.requests)
     assert result.stdout.strip().startswith("{"), result.stdout[-2000:] + result.stderr[-3000:]
-    return Run(result, json.loads(result.stdout), requests)
+    summary = json.loads(result.stdout)
+    assert "run_id" in summary, (summary, result.stderr[-3000:])
+    return Run(result, summary, requests)
 
 
 def smol(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -451,6 +453,33 @@ def test_a_failed_write_rolls_back_links_modes_and_hard_links_exactly(repo: Path
     assert_outside_untouched(tmp_path, outside)
 
 
+def test_a_failed_write_rolls_back_a_file_turned_directory_and_removed_directories(repo: Path) -> None:
+    """The change deletes docs/guide/* (their directories go too), turns src/util/helpers.py into a directory and
+    adds a deep file where the user has since put a directory: the write fails last, and the rollback puts the
+    file back where a directory was made and the removed directories back with their modes."""
+    script = [tool("run_cmd", command="rm -r docs/guide"), tool("run_cmd", command="rm src/util/helpers.py"),
+              tool("propose_patch", path="src/util/helpers.py/inner.py", old_text="", new_text="Y = 2\n"),
+              tool("apply_patch", patch_id="p1"),
+              tool("propose_patch", path="zz/y/z/w.txt", old_text="", new_text="w\n"),
+              tool("apply_patch", patch_id="p2"), final("done")]
+    run = smol_run(repo, script, "--promote", "never", "--no-verify")
+    assert len(run.summary["diff"]["files"]) == 5
+    (repo / "zz/y/z/w.txt").mkdir(parents=True)
+    (repo / "zz/y/z/w.txt/keep.txt").write_text("mine\n")
+    chown_tree(repo, REPO_OWNER, REPO_OWNER)
+    (repo / "docs/guide").chmod(0o750)
+    before = tree_fingerprint(repo)
+    term = Terminal("promote", run.summary["run_id"], "--no-verify")
+    term.expect("[a]ll, [f]ile by file")
+    term.send("a\n")
+    code = term.wait()
+    shown = term.output.decode(errors="replace")
+    assert code == 8 and "a non-empty directory is in the way" in shown, shown[-3000:]
+    assert "Traceback" not in shown
+    assert tree_fingerprint(repo) == before
+    assert os.lstat(repo / "docs/guide").st_uid == REPO_OWNER
+
+
 # ================================================================================================ .git
 PLANT = '''import os, pathlib, sys
 HOOK = "#!/bin/sh\\necho pwned > /tmp/pwned\\n"
@@ -466,6 +495,9 @@ with open(".git/config", "a") as config:
 '''
 SPELLINGS = [".git/hooks/pre-commit", ".GIT/hooks/post-checkout", ".Git/config", ".git./config", ".git /config",
              "git~1/config", ".gIt", "sub/.git/config", "lib/.git", ".git::$INDEX_ALLOCATION/x"]
+
+
+TRAP_ATTRIBUTES = "* filter=trap diff=trap merge=trap\n"
 
 
 def arm_git_traps(repo: Path, tmp_path: Path) -> Path:
@@ -588,7 +620,7 @@ def test_landing_runs_no_hook_filter_or_driver_of_the_repo(land: str, make_repo:
     """The user's repo has hooks (.git/hooks and core.hooksPath), filter/diff/merge drivers bound by its
     committed .gitattributes and an fsmonitor. Landing as a commit or a branch runs none of them, and the commit
     holds HEAD plus exactly the change. (Control: plain git in that repo does spring the traps.)"""
-    repo = make_repo("repo", files={**FILES, ".gitattributes": "* filter=trap diff=trap merge=trap\n"}, dirty=False)
+    repo = make_repo("repo", files={**FILES, ".gitattributes": TRAP_ATTRIBUTES}, dirty=False)
     traps = arm_git_traps(repo, tmp_path)
     head = plain_git(repo, "rev-parse", "HEAD").strip()
     before = tree_fingerprint(repo, include_git=False)
@@ -614,3 +646,218 @@ def test_landing_runs_no_hook_filter_or_driver_of_the_repo(land: str, make_repo:
     assert sprung(traps), "the traps were not armed: this test could not fail"
 
 
+
+
+def test_confirmed_git_attributes_land_as_reviewed_and_run_nothing(repo: Path, tmp_path: Path) -> None:
+    """The agent binds every file to the user's filter/diff/merge drivers through a new .gitattributes and adds
+    .gitmodules and a hook directory. After a human says yes to each, `--land commit` writes exactly the reviewed
+    patch (what plain git makes of it) and runs none of the repo's hooks, drivers or fsmonitor."""
+    traps = arm_git_traps(repo, tmp_path)
+    head = plain_git(repo, "rev-parse", "HEAD").strip()
+    script = [tool("propose_patch", path=".gitattributes", old_text="", new_text=TRAP_ATTRIBUTES),
+              tool("apply_patch", patch_id="p1"),
+              tool("propose_patch", path=".gitmodules", old_text="", new_text=CODE_RUNNING[".gitmodules"]),
+              tool("apply_patch", patch_id="p2"),
+              tool("propose_patch", path=".githooks/pre-commit", old_text="", new_text="#!/bin/sh\necho pwned\n"),
+              tool("apply_patch", patch_id="p3"), tool("run_cmd", command="chmod +x .githooks/pre-commit"),
+              tool("propose_patch", path="src/app.py", old_text="return a + b", new_text="return b + a"),
+              tool("apply_patch", patch_id="p4"), final("done")]
+    run = smol_run(repo, script, "--promote", "never", "--no-verify")
+    expected = applied_by_git(copy_tree(repo, tmp_path / "expected"), run.record().diff)
+    code, shown, asked = review_all(run.summary["run_id"], "--land", "commit")
+    assert code == 0 and "promotion: applied" in shown, shown[-3000:]
+    assert asked == 3  # .gitattributes, .gitmodules, .githooks/pre-commit: one explicit yes each
+    assert sprung(traps) == []
+    assert contents(repo) == contents(expected)
+    assert os.stat(repo / ".githooks/pre-commit").st_mode & 0o111
+    assert plain_git(repo, "rev-parse", "HEAD~1").strip() == head
+    assert sorted(plain_git(repo, "diff-tree", "--no-commit-id", "--name-only", "-r", head, "HEAD").split()) == \
+        [".gitattributes", ".githooks/pre-commit", ".gitmodules", "src/app.py"]
+
+
+# ================================================================================================ paths
+ESCAPES = ["../escape.txt", "/tmp/escape.txt", "src/../../escape.txt", "~/escape.txt", "./../escape.txt",
+           "src/./../../../escape.txt", "a\x00b.txt"]
+
+
+def test_propose_patch_cannot_name_a_path_outside_the_repo(repo: Path, tmp_path: Path) -> None:
+    """`../x`, absolute paths (a host path included), `src/../../x`, `~/x`, NUL: refused as invalid paths before
+    anything runs; writing through the agent's own climbing link fails in the sandbox, and a link to the
+    container's /tmp is refused at promotion. Nothing lands anywhere on the host."""
+    before, outside = tree_fingerprint(repo), outside_listing(tmp_path)
+    paths = [*ESCAPES, f"{tmp_path}/escape.txt"]
+    script = [*(tool("propose_patch", path=p, old_text="", new_text="escaped\n") for p in paths),
+              tool("run_cmd", command="ln -s .. up"), tool("run_cmd", command="ln -s /tmp tmpl"),
+              tool("propose_patch", path="up/escape.txt", old_text="", new_text="escaped\n"),
+              tool("apply_patch", patch_id="p1"),
+              tool("propose_patch", path="tmpl/escape.txt", old_text="", new_text="escaped\n"),
+              tool("apply_patch", patch_id="p2"), final("done")]
+    run = smol_run(repo, script, "--promote", "auto-if-verified")
+    assert run.step_errors("propose_patch") == ["invalid_path"] * len(paths) + [None, None]
+    assert run.step_errors("apply_patch") == ["sandbox_error", None], run.steps()
+    assert run.promotion["outcome"] == "refused", run.promotion
+    assert {finding["path"] for finding in run.promotion["refused"]} == {"up", "tmpl"}
+    assert tree_fingerprint(repo) == before
+    assert_outside_untouched(tmp_path, outside)
+
+
+def test_read_and_search_tools_cannot_look_outside_the_repo(repo: Path, tmp_path: Path) -> None:
+    """read_file, read_file_snippet and rg_search refuse paths that leave the repo; list_files globs that climb
+    match nothing (and `/**` means the repo's root). The model never sees the host file next to the repo."""
+    (tmp_path / "secret.txt").write_text(SECRET + "\n")
+    before, outside = tree_fingerprint(repo), outside_listing(tmp_path)
+    reads = ["../secret.txt", f"{tmp_path}/secret.txt", "src/../../secret.txt", "/sandbox/base/../secret.txt"]
+    searches = ["..", str(tmp_path), "src/../..", "/"]
+    globs = ["../*", "/**", "../**/secret.txt", f"{tmp_path}/*"]
+    script = [*(tool("read_file", path=p) for p in reads),
+              tool("read_file_snippet", path="../secret.txt", pattern="SECRET"),
+              *(tool("rg_search", pattern="SECRET", path=p) for p in searches),
+              *(tool("list_files", pattern=g) for g in globs), final("done")]
+    run = smol_run(repo, script, "--promote", "never", "--no-verify")
+    assert run.step_errors("read_file") == ["invalid_path"] * len(reads)
+    assert run.step_errors("read_file_snippet") == ["invalid_path"]
+    assert run.step_errors("rg_search") == ["invalid_path"] * len(searches)
+    assert run.step_errors("list_files") == ["not_found", None, "not_found", "not_found"]
+    listed = run.observations[-3].split("files:\n", 1)[1].splitlines()  # `/**` is anchored at the repo's root
+    assert listed and all((repo / name).is_file() for name in listed), listed
+    assert SECRET not in run.seen
+    assert run.promotion["outcome"] == "nothing to promote"
+    assert tree_fingerprint(repo) == before
+    assert_outside_untouched(tmp_path, outside)
+
+
+def test_commands_cannot_reach_the_host_around_the_repo(repo: Path, tmp_path: Path) -> None:
+    """Approved commands read, copy, create and search with `..`, absolute host paths, the baseline mount and the
+    overlay's lower link: the host file never shows, nothing appears next to the repo, nothing is promoted."""
+    (tmp_path / "secret.txt").write_text(SECRET + "\n")
+    before, outside = tree_fingerprint(repo), outside_listing(tmp_path)
+    commands = [f"cat {tmp_path}/secret.txt", "cat ../secret.txt", "cat /sandbox/base/../secret.txt",
+                "ls -la /sandbox/scratch/lower/", "cat /sandbox/scratch/lower/../secret.txt",
+                f"cp README.md {tmp_path}/escaped.txt", "cp README.md ../escaped.txt", f"mkdir -p {tmp_path}/made",
+                "touch /workspace/../x", f"python3 -c \"open('{tmp_path}/escaped2.txt', 'w').write('x')\"",
+                "find / -name secret.txt"]
+    script = [*(tool("run_cmd", command=c) for c in commands),
+              tool("run_tests", command=f"cat {tmp_path}/secret.txt"), final("done")]
+    run = smol_run(repo, script, "--promote", "auto-if-verified")
+    assert len(run.step_errors("run_cmd")) == len(commands)
+    found = run.observations[len(commands) - 1]
+    assert not [line for line in found.splitlines() if line.endswith("/secret.txt")], found
+    assert SECRET not in run.seen
+    assert run.promotion["outcome"] == "nothing to promote", run.promotion
+    assert tree_fingerprint(repo) == before
+    assert_outside_untouched(tmp_path, outside)
+
+
+def test_unified_diffs_cannot_name_a_path_outside_the_repo(repo: Path, tmp_path: Path) -> None:
+    """propose_patch_unified refuses `../x`, absolute names, `src/../../x`, a name that only climbs once its
+    first component is stripped (`ab/../x` is `../x` to `git apply -p1`) and a rename header that leaves."""
+    before, outside = tree_fingerprint(repo), outside_listing(tmp_path)
+    hunk = "@@ -0,0 +1 @@\n+escaped\n"
+    diffs = [f"--- /dev/null\n+++ b/../escape.txt\n{hunk}", f"--- /dev/null\n+++ {tmp_path}/escape.txt\n{hunk}",
+             f"--- /dev/null\n+++ b/src/../../escape.txt\n{hunk}", f"--- /dev/null\n+++ ab/../escape.txt\n{hunk}",
+             "diff --git a/README.md b/../escaped.md\nsimilarity index 100%\nrename from README.md\n"
+             "rename to ../escaped.md\n--- a/src/app.py\n+++ b/src/app.py\n@@ -1 +1 @@\n"
+             "-def add(a, b):\n+def add(b, a):\n"]
+    script = [*(tool("propose_patch_unified", diff=d) for d in diffs), tool("apply_patch", patch_id="p1"),
+              final("done")]
+    run = smol_run(repo, script, "--promote", "never", "--no-verify")
+    assert run.step_errors("propose_patch_unified") == ["invalid_path"] * len(diffs), run.steps()
+    assert run.step_errors("apply_patch") == ["unknown_patch"]
+    assert run.promotion["outcome"] == "nothing to promote"
+    assert tree_fingerprint(repo) == before
+    assert_outside_untouched(tmp_path, outside)
+
+
+# ================================================================================================ modes
+def test_exec_bits_land_as_reviewed_and_set_id_bits_never(repo: Path, tmp_path: Path) -> None:
+    """chmod +x, chmod -x, a new setuid script, setgid on a file, sticky on a directory, and an edit of the
+    user's own setuid tool: after an explicit yes per new executable, the tree is what plain git makes of the
+    reviewed patch - exec bits follow it, no file carries setuid/setgid, directories keep their modes."""
+    tool_path = repo / "bin/tool"
+    tool_path.parent.mkdir()
+    tool_path.write_text("#!/bin/sh\necho tool\n")
+    chown_tree(repo, REPO_OWNER, REPO_OWNER)
+    tool_path.chmod(0o4755)
+    script = [tool("run_cmd", command="chmod +x src/app.py"), tool("run_cmd", command="chmod -x scripts/run.sh"),
+              tool("propose_patch", path="tools/suid.sh", old_text="", new_text="#!/bin/sh\nid\n"),
+              tool("apply_patch", patch_id="p1"), tool("run_cmd", command="chmod 4755 tools/suid.sh"),
+              tool("run_cmd", command="chmod 2755 src/util/helpers.py"), tool("run_cmd", command="chmod 1777 docs"),
+              tool("propose_patch", path="bin/tool", old_text="echo tool", new_text="echo changed"),
+              tool("apply_patch", patch_id="p2"), final("modes")]
+    run = smol_run(repo, script, "--promote", "never", "--no-verify")
+    assert all(error is None for error in run.step_errors("run_cmd")), run.steps()
+    expected = applied_by_git(copy_tree(repo, tmp_path / "expected"), run.record().diff)
+    before = tree_fingerprint(repo)
+    code, shown, asked = review_all(run.summary["run_id"])
+    assert code == 0 and "promotion: applied" in shown, shown[-3000:]
+    assert asked == 3  # src/app.py and src/util/helpers.py made executable, tools/suid.sh a new executable
+    assert contents(repo) == contents(expected)
+    modes = {path: int(value.split(":")[1], 8) for path, value in tree_fingerprint(repo, include_git=False).items()}
+    assert (modes["src/app.py"], modes["scripts/run.sh"], modes["tools/suid.sh"]) == (0o755, 0o644, 0o755)
+    assert (modes["src/util/helpers.py"], modes["bin/tool"]) == (0o755, 0o755)
+    assert not [path for path, mode in modes.items() if mode & 0o6000]
+    assert modes["docs"] == int(before["docs"].split(":")[1], 8)
+
+
+@pytest.mark.parametrize("mode", ["overlay", "copy"])
+def test_unreadable_files_and_directories_neither_lose_nor_fake_the_change(mode: str, repo: Path) -> None:
+    """The repo holds a directory and a file of mode 000; the agent edits two files, then takes read access
+    away from a file, a directory and the directory holding one of its edits. The change is still computed,
+    holds exactly the two edits (no file reported deleted) and lands exactly."""
+    private = repo / "private"
+    private.mkdir()
+    (private / "keep.txt").write_text("mine\n")
+    (repo / "locked.txt").write_text("locked\n")
+    chown_tree(repo, REPO_OWNER, REPO_OWNER)
+    private.chmod(0)
+    (repo / "locked.txt").chmod(0)
+    before = tree_fingerprint(repo)
+    script = [tool("propose_patch", path="src/app.py", old_text="return a + b", new_text="return b + a"),
+              tool("apply_patch", patch_id="p1"),
+              tool("propose_patch", path="docs/guide/a.md", old_text="# a", new_text="# A"),
+              tool("apply_patch", patch_id="p2"),
+              tool("run_cmd", command="chmod 000 README.md"), tool("run_cmd", command="chmod 0 docs/guide"),
+              tool("run_cmd", command="chmod 0 src/util"), tool("git_diff"), final("done")]
+    run = smol_run(repo, script, "--promote", "auto-if-verified", env={"SANDBOX_MODE": mode})
+    assert run.summary.get("sandbox", {}).get("mode") == mode, (run.summary, run.result.stderr[-3000:])
+    assert sorted(f["path"] for f in run.summary["diff"]["files"]) == ["docs/guide/a.md", "src/app.py"]
+    assert b"deleted file" not in run.record().diff
+    assert run.promotion["outcome"] == "applied", run.promotion
+    assert_tree(repo, before, {"src/app.py": entry(b"def add(a, b):\n    return b + a\n"),
+                               "docs/guide/a.md": entry(b"# A\n")}, include_git=True)
+
+
+RESHAPE = [tool("run_cmd", command="rm -r docs/guide"),
+           tool("propose_patch", path="docs/guide", old_text="", new_text="now a file\n"),
+           tool("apply_patch", patch_id="p1"), tool("run_cmd", command="rm src/util/helpers.py"),
+           tool("propose_patch", path="src/util/helpers.py/inner.py", old_text="", new_text="Y = 2\n"),
+           tool("apply_patch", patch_id="p2"), tool("run_cmd", command="rm data/blob.bin"),
+           tool("run_cmd", command="ln -s ../README.md data/blob.bin"), final("reshaped")]
+
+
+def test_files_become_directories_and_directories_files(repo: Path, tmp_path: Path) -> None:
+    """docs/guide/ becomes a file, src/util/helpers.py a directory, data/blob.bin a link into the repo: the
+    promoted tree is exactly what plain git makes of the reviewed patch; untouched files keep their mtimes."""
+    run = smol_run(repo, RESHAPE, "--promote", "never", "--no-verify")
+    expected = applied_by_git(copy_tree(repo, tmp_path / "expected"), run.record().diff)
+    before = tree_fingerprint(repo)
+    code, shown, _ = review_all(run.summary["run_id"])
+    assert code == 0 and "promotion: applied" in shown, shown[-3000:]
+    assert contents(repo) == contents(expected)
+    assert contents(repo)["docs/guide"] == entry(b"now a file\n")
+    assert contents(repo)["src/util/helpers.py/inner.py"] == entry(b"Y = 2\n")
+    assert contents(repo)["data/blob.bin"] == "link:../README.md"
+    after = tree_fingerprint(repo)
+    assert [p for p in before if p in after and before[p] != after[p] and not p.startswith(("docs", "src/util"))] \
+        == ["data/blob.bin"]
+
+
+@pytest.mark.xfail(strict=True, reason="verify_plan (runner/promote/flow.py) applies the plan in path order: it "
+                   "writes docs/guide before deleting docs/guide/a.md, the write fails ('Is a directory'), and the "
+                   "run ends in a SandboxError without its JSON summary. It should delete first, deepest first, "
+                   "as apply_plan does.")
+def test_a_directory_turned_file_can_be_verified(repo: Path) -> None:
+    """The same reshaping, verified before an automatic promotion: it should verify and land."""
+    run = smol_run(repo, RESHAPE, "--promote", "auto-if-verified")
+    assert run.promotion["outcome"] == "applied", run.promotion
+    assert (repo / "docs/guide").read_text() == "now a file\n"

@@ -158,34 +158,46 @@ def apply_plan(repo: Path, plan: Plan, *, after_write: Callable[[str], None] | N
     if not plan.ok:
         raise PromotionError("conflicts in: " + plan.describe_conflicts())
     backups: dict[str, _Backup] = {}
+    touched: list[str] = []
     created_dirs: list[Path] = []
-    removed_dirs: list[Path] = []
+    removed_dirs: list[_RemovedDir] = []
     for change in plan.changes:
         full = repo / change.path
         try:
             st = os.lstat(full)
             mtime: tuple[int, int] | None = (st.st_atime_ns, st.st_mtime_ns)
             mode: int | None = stat.S_IMODE(st.st_mode)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # absent, or below a file the plan turns into a directory
             mtime, mode = None, None
         backups[change.path] = _Backup(read_state(repo, change.path), mtime, mode)
     deletions = sorted((c for c in plan.changes if c.after is None), key=lambda c: -c.path.count("/"))
     writes = sorted((c for c in plan.changes if c.after is not None), key=lambda c: c.path.count("/"))
     try:
         for change in deletions:
+            touched.append(change.path)
             _remove(repo, change.path)
             removed_dirs += _prune_empty_parents(repo, change.path)
             if after_write:
                 after_write(change.path)
         for change in writes:
             assert change.after is not None
+            touched.append(change.path)
             created_dirs += _make_parents(repo, change.path)
             _write(repo, change.path, change.after)
             if after_write:
                 after_write(change.path)
     except BaseException:
-        _rollback(repo, backups, created_dirs, removed_dirs)
+        _rollback(repo, {path: backups[path] for path in touched}, created_dirs, removed_dirs)
         raise
+
+
+@dataclass
+class _RemovedDir:
+    """A directory that a deletion left empty and that was removed with it: put back as it was on rollback."""
+
+    path: Path
+    mode: int
+    owner: tuple[int, int]
 
 
 def _remove(repo: Path, path: str) -> None:
@@ -197,15 +209,16 @@ def _remove(repo: Path, path: str) -> None:
         os.unlink(full)
 
 
-def _prune_empty_parents(repo: Path, path: str) -> list[Path]:
+def _prune_empty_parents(repo: Path, path: str) -> list[_RemovedDir]:
     removed = []
     parent = (repo / path).parent
     while parent != repo:
         try:
+            st = os.lstat(parent)
             os.rmdir(parent)
         except OSError:
             break
-        removed.append(parent)
+        removed.append(_RemovedDir(parent, stat.S_IMODE(st.st_mode), (st.st_uid, st.st_gid)))
         parent = parent.parent
     return removed
 
@@ -291,25 +304,37 @@ def _umask() -> int:
     return mask
 
 
-def _rollback(repo: Path, backups: dict[str, _Backup], created: list[Path], removed: list[Path]) -> None:
-    for directory in sorted(removed, key=lambda p: len(p.parts)):
-        os.makedirs(directory, exist_ok=True)
-    for path, backup in backups.items():
+def _rollback(repo: Path, backups: dict[str, _Backup], created: list[Path], removed: list[_RemovedDir]) -> None:
+    """Undo the writes of `backups`' paths (only those were touched): take away what was written, deepest first,
+    and the directories made for it; put back the directories removed and then every previous file, shallowest
+    first, with its mode and times. In that order a path the plan turned from a file into a directory (or back)
+    is free again before its old state returns."""
+    order = sorted(backups, key=lambda p: -p.count("/"))
+    for path in order:
         full = repo / path
         if _unsafe_parent(repo, path) is not None:
             continue  # never written (the write refuses it too), and following the parent would leave the repo
         if os.path.lexists(full) and not (os.path.isdir(full) and not os.path.islink(full)):
             os.unlink(full)
-        if backup.state is not None:
-            os.makedirs(full.parent, exist_ok=True)
-            _write(repo, path, backup.state, mode=backup.mode if backup.state.kind == "file" else None)
-            if backup.mtime_ns is not None:
-                os.utime(full, ns=backup.mtime_ns, follow_symlinks=False)
     for directory in sorted(created, key=lambda p: -len(p.parts)):
         try:
             os.rmdir(directory)
         except OSError:
             pass
+    for gone in sorted(removed, key=lambda d: len(d.path.parts)):
+        if not os.path.lexists(gone.path):
+            os.mkdir(gone.path)
+            if os.geteuid() == 0:
+                os.lchown(gone.path, *gone.owner)
+            os.chmod(gone.path, gone.mode)
+    for path in reversed(order):
+        backup, full = backups[path], repo / path
+        if backup.state is None or _unsafe_parent(repo, path) is not None:
+            continue
+        os.makedirs(full.parent, exist_ok=True)
+        _write(repo, path, backup.state, mode=backup.mode if backup.state.kind == "file" else None)
+        if backup.mtime_ns is not None:
+            os.utime(full, ns=backup.mtime_ns, follow_symlinks=False)
 
 
 def is_git_repo(repo: Path) -> bool:
