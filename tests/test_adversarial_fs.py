@@ -861,3 +861,93 @@ def test_a_directory_turned_file_can_be_verified(repo: Path) -> None:
     run = smol_run(repo, RESHAPE, "--promote", "auto-if-verified")
     assert run.promotion["outcome"] == "applied", run.promotion
     assert (repo / "docs/guide").read_text() == "now a file\n"
+
+
+# ================================================================================================ encodings
+LATIN1 = "# caf\xe9 cr\xe8me br\xfbl\xe9e\nx = 1\ny = '\xe0 la carte'\n".encode("latin-1")
+
+
+class MemorySandbox:
+    """Just enough of the sandbox for the edit tools: files held as bytes, `test -f` answered from them."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = dict(files)
+
+    def exec(self, command: list[str], **_: Any) -> Any:
+        from runner.sandbox.base import ExecResult
+
+        found = command[:2] == ["test", "-f"] and command[2] in self.files
+        return ExecResult(0 if found else 1, "", "", 0.0)
+
+    def read(self, path: str, *, max_bytes: int | None = None) -> bytes:
+        return self.files[path]
+
+    def write(self, path: str, data: bytes, *, executable: bool | None = None) -> None:
+        self.files[path] = data
+
+
+def edit_tools(files: dict[str, bytes]) -> tuple[MemorySandbox, Any, Any]:
+    from runner.agent.approval import ApprovalGate
+    from runner.agent.state import RunState
+    from runner.agent.tools import ApplyPatch, ProposePatch, ToolContext
+    from runner.config import load_settings
+    from runner.policy import CommandPolicy
+
+    sandbox = MemorySandbox(files)
+    state = RunState()
+    context = ToolContext(sandbox, state, load_settings(), CommandPolicy(),
+                          ApprovalGate(state, asker=None))  # type: ignore[arg-type]
+    return sandbox, ProposePatch(context), ApplyPatch(context)
+
+
+def test_an_edit_keeps_every_byte_of_a_latin1_file_it_does_not_change() -> None:
+    sandbox, propose, apply = edit_tools({"legacy.py": LATIN1, "utf8.py": "s = 'caf\u00e9'\n".encode()})
+    proposed = propose.forward("legacy.py", "x = 1", "x = 2")
+    assert "-x = 1\n+x = 2" in proposed["diff"] and "caf\ufffd" in proposed["diff"]
+    proposed["diff"].encode("utf-8")  # what the model and the records get is plain text, never lone surrogates
+    apply.forward(proposed["patch_id"])
+    assert sandbox.files["legacy.py"] == LATIN1.replace(b"x = 1", b"x = 2")
+    # UTF-8 files and new files take any text, as before.
+    apply.forward(propose.forward("utf8.py", "caf\u00e9", "cr\u00e8me \u2713")["patch_id"])
+    assert sandbox.files["utf8.py"] == "s = 'cr\u00e8me \u2713'\n".encode()
+    apply.forward(propose.forward("new.py", "", "z = '\u00e9'\n")["patch_id"])
+    assert sandbox.files["new.py"] == "z = '\u00e9'\n".encode()
+
+
+def test_an_edit_a_latin1_file_cannot_hold_is_refused_with_the_reason() -> None:
+    from runner.agent.instrumentation import ToolError
+
+    sandbox, propose, apply = edit_tools({"legacy.py": LATIN1})
+    with pytest.raises(ToolError, match="not UTF-8 text: the bytes read_file shows as \ufffd") as matched:
+        propose.forward("legacy.py", "# caf\ufffd", "# cafe")
+    assert matched.value.error_type == "not_utf8" and "run_cmd" in matched.value.recovery
+    with pytest.raises(ToolError, match="non-ASCII characters in new_text cannot be written") as refused:
+        propose.forward("legacy.py", "x = 1", "x = '\u00e9'")
+    assert refused.value.error_type == "not_utf8"
+    with pytest.raises(ToolError, match="lone surrogates"):
+        propose.forward("legacy.py", "x = 1", "x = '\udce9'")
+    # A patch proposed while the file was UTF-8 is checked again when applied: the file may have changed since.
+    sandbox.files["legacy.py"] = b"x = 1\n"
+    pending = propose.forward("legacy.py", "x = 1", "x = '\u00e9'")
+    sandbox.files["legacy.py"] = LATIN1
+    with pytest.raises(ToolError, match="non-ASCII"):
+        apply.forward(pending["patch_id"])
+    assert sandbox.files["legacy.py"] == LATIN1
+
+
+def test_a_latin1_file_round_trips_byte_for_byte(make_repo: Callable[..., Path], sandbox_image: str) -> None:
+    """The agent reads a Latin-1 file (shown with U+FFFD), edits an ASCII line, and is told why edits touching
+    the non-UTF-8 bytes or adding non-ASCII text cannot be made: the promoted file is the original bytes with
+    exactly that one line changed."""
+    repo = make_repo("repo", files={**FILES, "legacy.py": LATIN1}, dirty=False)
+    before = tree_fingerprint(repo)
+    script = [tool("read_file", path="legacy.py"),
+              tool("propose_patch", path="legacy.py", old_text="x = 1", new_text="x = 2"),
+              tool("apply_patch", patch_id="p1"),
+              tool("propose_patch", path="legacy.py", old_text="# caf\ufffd", new_text="# cafe"),
+              tool("propose_patch", path="legacy.py", old_text="x = 2", new_text="x = '\u00e9'"), final("edited")]
+    run = smol_run(repo, script, "--promote", "auto-if-verified")
+    assert "caf\ufffd cr\ufffdme" in run.observations[0]
+    assert run.step_errors("propose_patch") == [None, "not_utf8", "not_utf8"]
+    assert run.promotion["outcome"] == "applied", run.promotion
+    assert_tree(repo, before, {"legacy.py": entry(LATIN1.replace(b"x = 1", b"x = 2"))}, include_git=True)

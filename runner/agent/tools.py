@@ -162,12 +162,29 @@ class RgSearch(SandboxTool):
 
 
 # ------------------------------------------------------------------------------------------- files
-def _text(ctx: ToolContext, path: str) -> str:
+def _text(ctx: ToolContext, path: str, *, exact: bool = False) -> str:
+    """The file's text. For showing, bytes that are not UTF-8 read as U+FFFD; `exact` keeps them as surrogate
+    escapes instead, so that an edit writes back, byte for byte, everything it did not change (a Latin-1 file
+    stays Latin-1)."""
     data = ctx.sandbox.read(path, max_bytes=8 * 1024 * 1024)
     if b"\x00" in data[:8192]:
         raise ToolError(f"{path} is a binary file", error_type="binary_file",
                         recovery="Binary files cannot be read as text; work with text files.")
-    return data.decode("utf-8", errors="replace")
+    return data.decode("utf-8", errors="surrogateescape" if exact else "replace")
+
+
+def _encoded(text: str) -> bytes:
+    """The bytes of a text made by `_text(exact=True)` (and edited with surrogate-free text)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _shown(text: str) -> str:
+    """A text with surrogate escapes as U+FFFD, as read_file shows it: what the model and the records may hold."""
+    return _encoded(text).decode("utf-8", "replace")
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
 def _numbered(lines: list[str], first: int) -> str:
@@ -360,10 +377,10 @@ class ProposePatch(SandboxTool):
         import difflib
 
         _refuse_git_dir(path)
-        current = current_text(self.ctx, path, old_text)
+        current = current_text(self.ctx, path, old_text, new_text)
         updated = current.replace(old_text, new_text, 1) if old_text else new_text
-        diff = "".join(difflib.unified_diff(current.splitlines(keepends=True), updated.splitlines(keepends=True),
-                                            f"a/{path}", f"b/{path}"))
+        diff = _shown("".join(difflib.unified_diff(current.splitlines(keepends=True),
+                                                   updated.splitlines(keepends=True), f"a/{path}", f"b/{path}")))
         patch = PendingPatch(self.ctx.new_patch_id(), "replace", diff, path=path, old_text=old_text,
                              new_text=new_text)
         self.ctx.patches[patch.id] = patch
@@ -371,8 +388,12 @@ class ProposePatch(SandboxTool):
 
 
 
-def current_text(ctx: ToolContext, path: str, old_text: str) -> str:
-    """The file's text, checked for a search/replace edit: old_text must occur exactly once ('' = new file)."""
+def current_text(ctx: ToolContext, path: str, old_text: str, new_text: str) -> str:
+    """The file's exact text (see `_text`), checked for a search/replace edit: old_text must occur exactly once
+    ('' = new file), and the edit must be expressible in the file's bytes."""
+    if _has_surrogates(old_text) or _has_surrogates(new_text):
+        raise ToolError("old_text or new_text holds lone surrogates, which are not text", error_type="invalid_text",
+                        recovery="Send plain Unicode text.")
     exists = ctx.sandbox.exec(["test", "-f", path], timeout=TOOL_TIMEOUT_S).ok
     if not old_text:
         if exists:
@@ -382,14 +403,26 @@ def current_text(ctx: ToolContext, path: str, old_text: str) -> str:
     if not exists:
         raise ToolError(f"{path} does not exist", error_type="file_not_found",
                         recovery="Check the path with list_files; pass old_text='' to create a new file.")
-    current = _text(ctx, path)
+    current = _text(ctx, path, exact=True)
+    not_utf8 = _has_surrogates(current)
     count = current.count(old_text)
+    if count == 0 and not_utf8 and "\ufffd" in old_text:
+        raise ToolError(f"{path} is not UTF-8 text: the bytes read_file shows as \ufffd are not that character, "
+                        "so old_text cannot match them", error_type="not_utf8",
+                        recovery="Pick old_text from lines without \ufffd, or edit those lines with run_cmd (sed).")
     if count == 0:
         raise ToolError(f"old_text not found in {path}", error_type="no_match",
                         recovery="read_file the file and copy the exact lines, including indentation.")
     if count > 1:
         raise ToolError(f"old_text occurs {count} times in {path}", error_type="ambiguous_match",
                         recovery="Include more surrounding lines in old_text so it occurs exactly once.")
+    if not_utf8 and not new_text.isascii():
+        # The file's encoding is not UTF-8 and unknown (Latin-1? cp1252?): writing UTF-8 bytes into it would mix
+        # two encodings in one file, and guessing could write the wrong bytes.
+        raise ToolError(f"{path} is not UTF-8 text (Latin-1 or another legacy encoding): non-ASCII characters in "
+                        "new_text cannot be written in its encoding", error_type="not_utf8",
+                        recovery="Write new_text in ASCII only (e.g. escapes such as \\xe9 in code), or edit the "
+                                 "file with run_cmd.")
     return current
 
 
@@ -424,9 +457,9 @@ class ApplyPatch(SandboxTool):
                             recovery="Run the tests, or propose the next change.")
         if patch.kind == "replace":
             assert patch.path is not None and patch.old_text is not None and patch.new_text is not None
-            current = current_text(self.ctx, patch.path, patch.old_text)
+            current = current_text(self.ctx, patch.path, patch.old_text, patch.new_text)
             updated = current.replace(patch.old_text, patch.new_text, 1) if patch.old_text else patch.new_text
-            self.ctx.sandbox.write(patch.path, updated.encode())
+            self.ctx.sandbox.write(patch.path, _encoded(updated))
         else:
             if patch.apply_with == "patch":
                 # patch(1) is not atomic by itself: only a clean dry run may go ahead.
