@@ -1,0 +1,563 @@
+"""The adversarial suite, promotion flow (issue 8): a user, a signal or a hostile model acting at every step of
+`smol run` / `smol promote` / `smol exec`, through the real executable, the real engine and real git.
+
+Every test pins the user's tree byte for byte afterwards (the exact expected tree when a promotion legitimately
+applied) and, through the autouse fixture below, that no sandbox container or volume a `smol` of the test started
+is left behind. The model is the only stand-in (a scripted fake Ollama).
+
+How the steps are reached deterministically:
+* the review prompt: a real pseudo-terminal, answered like a person would;
+* re-verification: a SMOL_TEST_COMMAND that sleeps, observed running inside the verification container;
+* the write: a fanotify permission event on the directory smol writes into holds smol inside the `open()` of one
+  file's temporary copy, so the test acts at exactly that point and then lets the open go on (the suite runs as
+  root, as CI does).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import pty
+import re
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import git, tree_fingerprint
+from tests.fake_ollama import Answer, FakeOllama, final, tool
+from tests.test_agent_e2e import BUGGY
+
+SMOL = str(Path(sys.executable).with_name("smol"))
+STARTED: list[int] = []
+"""Pids of every `smol` the current test started: the sandboxes they own are the ones the test answers for."""
+
+APP = BUGGY["src/app.py"]
+FIXED_APP = APP.replace("def add(a, b):\n    return a - b", "def add(a, b):\n    return a + b")
+FIX = [tool("propose_patch", path="src/app.py", old_text="def add(a, b):\n    return a - b",
+            new_text="def add(a, b):\n    return a + b"),
+       tool("apply_patch", patch_id="p1")]
+BREAK_SUB = [tool("propose_patch", path="src/app.py", old_text="def sub(a, b):\n    return a - b",
+                  new_text="def sub(a, b):\n    return 0"),
+             tool("apply_patch", patch_id="p1")]
+
+# Payloads that drive or deceive a terminal: clear screen, OSC 52 (write the clipboard), OSC 8 (a hyperlink that
+# hides its target), a one-byte C1 CSI, bidi overrides and isolates (Trojan Source), and a carriage return that
+# overwrites what was printed before it on the line.
+ESCAPES = ("\x1b[2J" "\x1b]52;c;cHduZWQ=\x07" "\x1b]8;;http://example.invalid/\x1b\\click\x1b]8;;\x1b\\"
+           "\x9b31m" "\u202e" "\u2066\u2067\u2068\u2069" "\u200f" "\rFORGED LINE")
+_RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+_SMOL_OWN_STYLES = re.compile(r"\x1b\[(?:0|1|2|22|3[0-9]|9[0-7]|39)m")
+"""The SGR colour codes click.style itself emits for the review on a terminal: the only ESC smol may print."""
+
+
+# ---------------------------------------------------------------------------------------------- fixtures, helpers
+def _owned_by_started(labels: dict[str, str], pids: set[int]) -> bool:
+    host, _, rest = labels.get("smol.owner", "").partition(":")
+    pid = rest.partition(":")[0]
+    return host == socket.gethostname() and pid.isdigit() and int(pid) in pids
+
+
+def sandbox_objects(client: Any, pids: set[int]) -> list[str]:
+    """Names of the sandbox containers and volumes (smol's `smol.sandbox` label) owned by one of `pids`."""
+    containers = client.containers.list(all=True, filters={"label": "smol.sandbox"})
+    volumes = client.volumes.list(filters={"label": "smol.sandbox"})
+    names = [c.name for c in containers if _owned_by_started(c.labels or {}, pids)]
+    return names + [v.name for v in volumes if _owned_by_started(v.attrs.get("Labels") or {}, pids)]
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_sandboxes(docker_client: Any, sandbox_image: str) -> Iterator[None]:
+    """After each test, nothing a `smol` of this test created is left (a SIGKILL test runs `smol gc` itself:
+    that is the product's promise for a killed process). Other processes' sandboxes (a parallel suite) are not
+    ours to judge, so only the owners this test started count."""
+    STARTED.clear()
+    yield
+    pids = set(STARTED)
+    leftovers = sandbox_objects(docker_client, pids)
+    assert not leftovers, f"left behind by this test's smol processes: {leftovers}"
+
+
+@pytest.fixture
+def repo(make_repo: Callable[..., Path]) -> Path:
+    return make_repo("calc", files=BUGGY, dirty=False)
+
+
+def smol_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, "PHOENIX_ENABLED": "false", "SANDBOX_COMMAND_TIMEOUT": "120", **(extra or {})}
+
+
+def smol(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+         timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    process = subprocess.Popen([SMOL, *args], env=smol_env(env), cwd=cwd, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="surrogateescape")
+    STARTED.append(process.pid)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        pytest.fail(f"smol {' '.join(args)} did not finish: {err[-3000:]}")
+    assert "Traceback" not in err, err
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def smol_run(repo: Path, script: list[Answer], *args: str, env: dict[str, str] | None = None,
+             task: str = "Fix add", cwd: Path | None = None, as_json: bool = True) \
+        -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    with FakeOllama(list(script)) as fake:
+        result = smol("run", task, "--repo", str(repo), *(["--json"] if as_json else []), *args, cwd=cwd,
+                      env={"MODEL_API_BASE": fake.url, **(env or {})})
+    return result, (json.loads(result.stdout) if as_json else {})
+
+
+def show(run_id: str) -> dict[str, Any]:
+    result = smol("runs", "show", run_id, "--json")
+    assert result.returncode == 0, result.stderr
+    shown: dict[str, Any] = json.loads(result.stdout)
+    return shown
+
+
+def assert_tree(repo: Path, before: dict[str, str], changed: dict[str, bytes | str | None]) -> None:
+    """The tree is `before` exactly (types, modes, bytes, mtimes) except the `changed` paths, which hold exactly the
+    given bytes (None: absent); nothing else appeared, vanished or moved."""
+    now = tree_fingerprint(repo)
+    for path, data in changed.items():
+        if data is None:
+            assert path not in now, f"{path} should be absent"
+            continue
+        expected = data.encode() if isinstance(data, str) else data
+        assert now.get(path, "").startswith("file:"), (path, now.get(path))
+        assert (repo / path).read_bytes() == expected, path
+    new_dirs = {str(Path(p).parent) for p in changed if p not in before} - {"."} - set(before)
+    rest_now = {p: v for p, v in now.items() if p not in changed and p not in new_dirs}
+    rest_before = {p: v for p, v in before.items() if p not in changed}
+    assert rest_now == rest_before
+
+
+def promote_later(run_id: str, repo: Path, before: dict[str, str], changed: dict[str, bytes | str | None]) -> None:
+    """After an interrupted promotion the run is still promotable, and then lands exactly."""
+    later = smol("promote", run_id, "--promote", "auto-if-verified")
+    assert later.returncode == 0, later.stdout + later.stderr
+    assert "promotion: applied" in later.stdout, later.stdout
+    assert_tree(repo, before, changed)
+
+
+def assert_clean_terminal_bytes(text: str, *, tty: bool = False) -> None:
+    """No raw ESC, C0/C1 control, bidi control or bare CR in what smol printed (a pty turns \\n into \\r\\n, and
+    smol's own review colours are allowed on a terminal)."""
+    if tty:
+        text = _SMOL_OWN_STYLES.sub("", text.replace("\r\n", "\n"))
+    found = sorted({f"U+{ord(m.group()):04X}" for m in _RAW_CONTROL.finditer(text)})
+    assert not found, f"raw terminal controls printed: {found}\n{text[-3000:]!r}"
+
+
+class Terminal:
+    """`smol` on a real pseudo-terminal (its own session, as a shell job would be), answered like a person."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.master, slave = pty.openpty()
+        self.process = subprocess.Popen([SMOL, *args], stdin=slave, stdout=slave, stderr=slave,
+                                        env={**smol_env(env), "TERM": "xterm"}, start_new_session=True)
+        STARTED.append(self.process.pid)
+        os.close(slave)
+        self.output = b""
+
+    @property
+    def text(self) -> str:
+        return self.output.decode("utf-8", errors="replace")
+
+    def expect(self, text: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.output:
+            assert time.monotonic() < deadline, self.text[-3000:]
+            if select.select([self.master], [], [], 0.5)[0]:
+                try:
+                    chunk = os.read(self.master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                self.output += chunk
+        assert text.encode() in self.output, self.text[-3000:]
+
+    def send(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def wait_for_read(self, timeout: float = 30) -> None:
+        """Until smol is blocked reading its terminal (in read(0, ...)), as it is when a person answers.
+
+        A signal sent the instant the prompt text appears can land between the prompt's write and the read:
+        Python's builtin input() (click's prompt on stderr) then runs the handler too late and the read blocks on
+        (see the report of issue 8; the fix belongs in the CLI's prompt). A person's Ctrl-C comes later."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                fields = Path(f"/proc/{self.process.pid}/syscall").read_text().split()
+            except OSError:
+                return
+            if fields[:2] == ["0", "0x0"]:
+                return
+            time.sleep(0.05)
+        raise AssertionError("smol never waited for input: " + self.text[-2000:])
+
+    def signal(self, signum: int) -> None:
+        os.killpg(self.process.pid, signum)  # what the terminal sends to the foreground group
+
+    def wait(self) -> int:
+        try:
+            code = self.process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            pytest.fail("smol did not exit; its terminal showed:\n" + self.text[-3000:])
+        while select.select([self.master], [], [], 0.2)[0]:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.output += chunk
+        os.close(self.master)
+        assert b"Traceback" not in self.output, self.text[-3000:]
+        return code
+
+
+class Background:
+    """`smol` without a terminal, in its own process group, its output kept in files."""
+
+    def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.out_path, self.err_path = tmp_path / "bg.out", tmp_path / "bg.err"
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            self.process = subprocess.Popen([SMOL, *args], env=smol_env(env), stdin=subprocess.DEVNULL, stdout=out,
+                                            stderr=err, start_new_session=True)
+        STARTED.append(self.process.pid)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def signal(self, signum: int) -> None:
+        os.killpg(self.process.pid, signum)
+
+    def wait(self, timeout: float = 180) -> tuple[int, str, str]:
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            pytest.fail("smol did not exit: " + self.err_path.read_text(errors="replace")[-3000:])
+        out, err = self.out_path.read_text(errors="replace"), self.err_path.read_text(errors="replace")
+        assert "Traceback" not in err, err
+        return code, out, err
+
+
+def wait_for_command_in_box(client: Any, pid: int, fragment: str, timeout: float = 180) -> str:
+    """The session of the sandbox `pid` created once a process whose command line holds `fragment` runs in it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for container in client.containers.list(filters={"label": "smol.role=box"}):
+            if not _owned_by_started(container.labels or {}, {pid}):
+                continue
+            try:
+                rows = client.api.top(container.id, ps_args="-eo pid,args")["Processes"] or []
+            except Exception:  # the container went away between list and top
+                continue
+            if any(fragment in " ".join(row) for row in rows):
+                return str(container.labels["smol.sandbox"])
+        time.sleep(0.2)
+    raise AssertionError(f"no sandbox of pid {pid} ever ran {fragment!r}")
+
+
+def gc_until_gone(client: Any, pid: int) -> str:
+    """`smol gc`, the documented cleanup after a SIGKILL, removes everything the killed process left (a volume
+    still in use by a container being removed goes at the next gc: a bounded number of rounds)."""
+    shown = ""
+    for _ in range(5):
+        result = smol("gc")
+        assert result.returncode == 0, result.stderr
+        shown += result.stdout
+        if not sandbox_objects(client, {pid}):
+            return shown
+        time.sleep(1)
+    raise AssertionError(f"smol gc left: {sandbox_objects(client, {pid})}")
+
+
+class WritePause:
+    """Holds smol inside the `open()` of the temporary file for one path while it writes into the tree.
+
+    A fanotify permission event (FAN_OPEN_PERM on `directory`'s children) makes every open there wait for this
+    listener's answer: every open is allowed at once, except the trigger's, which waits until `release()`. So the
+    test acts at a known point of the write: files before the trigger are written, it and those after are not."""
+
+    FAN_CLASS_CONTENT, FAN_CLOEXEC, FAN_MARK_ADD = 0x4, 0x1, 0x1
+    FAN_OPEN_PERM, FAN_EVENT_ON_CHILD, FAN_ALLOW = 0x10000, 0x08000000, 0x1
+
+    def __init__(self, directory: Path, trigger: str) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.fanotify_mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, ctypes.c_int, ctypes.c_char_p]
+        self.fd = libc.fanotify_init(self.FAN_CLASS_CONTENT | self.FAN_CLOEXEC, os.O_RDONLY)
+        assert self.fd >= 0, f"fanotify_init failed (errno {ctypes.get_errno()}); the suite runs as root"
+        marked = libc.fanotify_mark(self.fd, self.FAN_MARK_ADD, self.FAN_OPEN_PERM | self.FAN_EVENT_ON_CHILD, -100,
+                                    os.fsencode(directory))
+        assert marked == 0, f"fanotify_mark failed (errno {ctypes.get_errno()})"
+        self.trigger = trigger
+        self.hit = threading.Event()
+        self._release = threading.Event()
+        self._stop = threading.Event()
+        self.pid = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _answer(self, event_fd: int) -> None:
+        try:
+            os.write(self.fd, struct.pack("=iI", event_fd, self.FAN_ALLOW))
+        except OSError:
+            pass  # the opener is gone (SIGKILL)
+        os.close(event_fd)
+
+    def _serve(self) -> None:
+        held: int | None = None
+        while not self._stop.is_set():
+            if held is not None and self._release.is_set():
+                self._answer(held)
+                held = None
+            if not select.select([self.fd], [], [], 0.05)[0]:
+                continue
+            data = os.read(self.fd, 65536)
+            offset = 0
+            while offset < len(data):
+                length, _version, _reserved, _meta, _mask, event_fd, pid = struct.unpack_from("=IBBHQii", data,
+                                                                                              offset)
+                offset += length
+                try:
+                    name = os.path.basename(os.readlink(f"/proc/self/fd/{event_fd}"))
+                except OSError:
+                    name = ""
+                if held is None and not self.hit.is_set() and name == self.trigger:
+                    held, self.pid = event_fd, pid
+                    self.hit.set()
+                else:
+                    self._answer(event_fd)
+        if held is not None:
+            self._answer(held)
+
+    def wait(self, timeout: float = 240) -> int:
+        assert self.hit.wait(timeout), f"smol never opened {self.trigger}"
+        return self.pid
+
+    def release(self) -> None:
+        self._release.set()
+
+    def close(self) -> None:
+        self._release.set()
+        self._stop.set()
+        self._thread.join(timeout=10)
+        os.close(self.fd)
+
+
+# A change of several files in one directory, so that the write has a before and an after: the files are written
+# in path order (gen/a.txt, gen/b.txt, gen/c.txt, gen/new.txt, then src/app.py).
+GEN = {f"gen/{name}.txt": "".join(f"{word} {i}\n" for i in range(1, 6))
+       for name, word in (("a", "alpha"), ("b", "beta"), ("c", "gamma"))}
+GEN_FINAL = {path: text.replace(" 1\n", " ONE\n", 1) for path, text in GEN.items()}
+GEN_NEW = "brand new file\n"
+GEN_SCRIPT = [step for path, text in GEN.items() for step in (
+    tool("propose_patch", path=path, old_text=text.splitlines(keepends=True)[0],
+         new_text=GEN_FINAL[path].splitlines(keepends=True)[0]),
+    tool("apply_patch", patch_id=f"p{list(GEN).index(path) + 1}"))]
+GEN_SCRIPT += [tool("propose_patch", path="gen/new.txt", old_text="", new_text=GEN_NEW),
+               tool("apply_patch", patch_id="p4"),
+               tool("propose_patch", path="src/app.py", old_text="def add(a, b):\n    return a - b",
+                    new_text="def add(a, b):\n    return a + b"),
+               tool("apply_patch", patch_id="p5"), final("several files")]
+GEN_CHANGE: dict[str, bytes | str | None] = {**GEN_FINAL, "gen/new.txt": GEN_NEW, "src/app.py": FIXED_APP}
+
+
+@pytest.fixture
+def gen_run(make_repo: Callable[..., Path]) -> tuple[Path, str, dict[str, str]]:
+    """A repo, a saved (not promoted) run that changes five files, and the tree's fingerprint."""
+    repo = make_repo("multi", files={**BUGGY, **GEN}, dirty=False)
+    _, summary = smol_run(repo, GEN_SCRIPT, "--promote", "never")
+    assert summary["promotion"]["outcome"] == "saved", summary
+    return repo, summary["run_id"], tree_fingerprint(repo)
+
+
+# ================================================================================ 1. concurrent edits of the tree
+def test_a_non_overlapping_edit_during_the_review_prompt_is_merged_and_kept(repo: Path) -> None:
+    _, summary = smol_run(repo, [*FIX, final("fixed")], "--promote", "never")
+    before = tree_fingerprint(repo)
+    term = Terminal("promote", summary["run_id"], "--no-verify")
+    term.expect("[a]ll, [f]ile by file")
+    app = repo / "src/app.py"
+    mine = APP.replace("def sub(a, b):\n    return a - b", "def sub(a, b):\n    return a - b  # mine")
+    app.write_text(mine)  # the user saves the file while smol waits for the answer
+    term.send("a\n")
+    term.expect("promotion: applied")
+    assert term.wait() == 0
+    assert "merged three-way: src/app.py" in term.text
+    assert_tree(repo, before, {"src/app.py": mine.replace("    return a - b\n\n\ndef sub",
+                                                          "    return a + b\n\n\ndef sub")})
+
+
+def test_an_overlapping_edit_during_the_review_prompt_writes_nothing(repo: Path) -> None:
+    _, summary = smol_run(repo, [*FIX, final("fixed")], "--promote", "never")
+    term = Terminal("promote", summary["run_id"], "--no-verify")
+    term.expect("[a]ll, [f]ile by file")
+    (repo / "src/app.py").write_text(APP.replace("def add(a, b):\n    return a - b",
+                                                 "def add(a, b):\n    return b - a  # mine"))
+    edited = tree_fingerprint(repo)
+    term.send("a\n")
+    term.expect("promotion: conflict")
+    term.wait()
+    assert "the tree changed during review; conflicting files: src/app.py" in term.text
+    assert tree_fingerprint(repo) == edited
+
+
+@pytest.mark.parametrize("overlapping", [False, True], ids=["non-overlapping", "overlapping"])
+def test_an_edit_during_re_verification_is_never_lost(repo: Path, docker_client: Any, tmp_path: Path,
+                                                      overlapping: bool) -> None:
+    _, summary = smol_run(repo, [*FIX, final("fixed")], "--promote", "never")
+    before = tree_fingerprint(repo)
+    slow = Background(tmp_path, "promote", summary["run_id"], "--promote", "auto-if-verified",
+                      env={"SMOL_TEST_COMMAND": "sleep 5 && python3 -m pytest -q tests"})
+    wait_for_command_in_box(docker_client, slow.pid, "sleep 5")
+    app = repo / "src/app.py"
+    mine = (APP.replace("def add(a, b):\n    return a - b", "def add(a, b):\n    return b - a  # mine")
+            if overlapping else APP + "\n\nMINE = 1\n")
+    app.write_text(mine)
+    edited = tree_fingerprint(repo)
+    code, out, err = slow.wait()
+    if overlapping:
+        assert code == 8, out + err
+        assert "conflicting files: src/app.py" in out
+        assert tree_fingerprint(repo) == edited
+    else:
+        assert code == 0, out + err
+        assert "promotion: applied" in out and "merged three-way: src/app.py" in out
+        assert_tree(repo, before, {"src/app.py": FIXED_APP + "\n\nMINE = 1\n"})
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "a user's save of gen/c.txt while smol writes gen/a.txt is overwritten: apply_plan in runner/promote/apply.py "
+    "writes each path's planned bytes without checking that the path still holds the state the plan was made "
+    "from (and its rollback would restore the stale backup over the user's bytes too)"))
+def test_an_edit_during_the_write_is_never_lost(gen_run: tuple[Path, str, dict[str, str]]) -> None:
+    repo, run_id, before = gen_run
+    pause = WritePause(repo / "gen", ".a.txt.smol-tmp")
+    try:
+        promoting = Background(repo.parent, "promote", run_id, "--promote", "auto-if-verified")
+        pause.wait()
+        # smol is writing (inside the open of gen/a.txt's new bytes); the user saves gen/c.txt now.
+        mine = GEN["gen/c.txt"].replace("gamma 5\n", "gamma 5 mine\n")
+        (repo / "gen/c.txt").write_text(mine)
+        pause.release()
+        code, out, err = promoting.wait()
+    finally:
+        pause.close()
+    # Either the write notices and writes nothing, or it merges; the user's line survives in both.
+    assert "gamma 5 mine" in (repo / "gen/c.txt").read_text(), out + err
+    assert not list((repo / "gen").glob(".*.smol-tmp"))
+
+
+# ================================================================================ 2. signals at each step
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -signal.SIGKILL}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
+def test_a_signal_at_the_review_prompt(repo: Path, docker_client: Any, signum: signal.Signals) -> None:
+    _, summary = smol_run(repo, [*FIX, final("fixed")], "--promote", "never")
+    before = tree_fingerprint(repo)
+    term = Terminal("promote", summary["run_id"])  # re-verification first: its sandbox must be gone already
+    term.expect("[a]ll, [f]ile by file")
+    assert "verification: passed" in term.text
+    term.wait_for_read()
+    term.signal(signum)
+    assert term.wait() == EXIT_CODES[signum]
+    if signum != signal.SIGKILL:
+        assert "your tree is unchanged" in term.text
+    assert tree_fingerprint(repo) == before
+    assert not sandbox_objects(docker_client, {term.process.pid})
+    promote_later(summary["run_id"], repo, before, {"src/app.py": FIXED_APP})
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
+def test_a_signal_during_re_verification(repo: Path, docker_client: Any, tmp_path: Path,
+                                         signum: signal.Signals) -> None:
+    _, summary = smol_run(repo, [*FIX, final("fixed")], "--promote", "never")
+    before = tree_fingerprint(repo)
+    slow = Background(tmp_path, "promote", summary["run_id"], "--promote", "auto-if-verified",
+                      env={"SMOL_TEST_COMMAND": "sleep 120 && python3 -m pytest -q tests"})
+    session = wait_for_command_in_box(docker_client, slow.pid, "sleep 120")
+    slow.signal(signum)
+    code, _, err = slow.wait()
+    assert code == EXIT_CODES[signum], err
+    assert tree_fingerprint(repo) == before
+    if signum == signal.SIGKILL:
+        # Nothing can clean up after SIGKILL from inside; the product's promise is `smol gc`.
+        assert sandbox_objects(docker_client, {slow.pid}), "expected the killed process's sandbox to remain"
+        assert f"smol-{session}-box" in gc_until_gone(docker_client, slow.pid)
+    else:
+        assert "your tree is unchanged" in err
+        assert not sandbox_objects(docker_client, {slow.pid})
+    promote_later(summary["run_id"], repo, before, {"src/app.py": FIXED_APP})
+
+
+@pytest.mark.parametrize(("signum", "trigger"), [
+    (signal.SIGINT, ".a.txt.smol-tmp"),
+    (signal.SIGTERM, ".b.txt.smol-tmp"),
+    pytest.param(signal.SIGINT, ".new.txt.smol-tmp", marks=pytest.mark.xfail(strict=True, reason=(
+        "an interrupt while a NEW file's temporary copy is open leaves `gen/.new.txt.smol-tmp` in the tree: "
+        "_rollback in runner/promote/apply.py restores backups but never removes the temporary of a path that "
+        "did not exist before (_write should unlink it on failure)"))),
+], ids=["SIGINT-first-file", "SIGTERM-second-file", "SIGINT-new-file"])
+def test_an_interrupt_during_the_write_leaves_the_tree_untouched(gen_run: tuple[Path, str, dict[str, str]],
+                                                                 signum: signal.Signals, trigger: str) -> None:
+    repo, run_id, before = gen_run
+    pause = WritePause(repo / "gen", trigger)
+    try:
+        promoting = Background(repo.parent, "promote", run_id, "--promote", "auto-if-verified")
+        pause.wait()
+        promoting.signal(signum)  # delivered the moment the open returns: in the middle of the write
+        pause.release()
+        code, out, err = promoting.wait()
+    finally:
+        pause.close()
+    assert code == EXIT_CODES[signum], out + err
+    assert "your tree is unchanged" in err
+    assert tree_fingerprint(repo) == before  # the files already written were rolled back, byte for byte
+    promote_later(run_id, repo, before, GEN_CHANGE)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "SIGKILL between two files of the write leaves a partial change (gen/a.txt and gen/b.txt new, gen/c.txt old, "
+    "a stray .c.txt.smol-tmp): apply_plan in runner/promote/apply.py replaces file by file with no journal, so "
+    "nothing restores or completes the write after the process dies"))
+def test_sigkill_during_the_write_never_leaves_a_partial_change(
+        gen_run: tuple[Path, str, dict[str, str]]) -> None:
+    repo, run_id, before = gen_run
+    pause = WritePause(repo / "gen", ".c.txt.smol-tmp")
+    try:
+        promoting = Background(repo.parent, "promote", run_id, "--promote", "auto-if-verified")
+        pause.wait()
+        promoting.signal(signal.SIGKILL)
+        code, _, _ = promoting.wait()
+    finally:
+        pause.close()
+    assert code == -signal.SIGKILL
+    now = tree_fingerprint(repo)
+    after = dict(before)
+    untouched = now == before
+    if not untouched:  # the other acceptable outcome: exactly the full change
+        assert_tree(repo, after, GEN_CHANGE)
