@@ -63,7 +63,8 @@ class Tracing:
         self._warn = warn or (lambda message: print(f"smol: warning: {message}", file=sys.stderr))
         resource = Resource.create({"service.name": "smol", "openinference.project.name": settings.phoenix_project})
         self.provider: TracerProvider = TracerProvider(resource=resource)
-        self.provider.add_span_processor(SimpleSpanProcessor(cast(Any, _Collector(self.local))))  # duck-typed: SDK stays lazy
+        # Our exporters are duck-typed, so the SDK is imported only here (lazily).
+        self.provider.add_span_processor(SimpleSpanProcessor(cast(Any, _Collector(self.local))))
         self.exporter: _QuietExporter | None = None
         if settings.phoenix_enabled:
             self.exporter = _QuietExporter(settings.phoenix_endpoint, self._warn)

@@ -6,7 +6,6 @@ file header. `runner.promote.guard.line_counts` counts correctly; diff_stat must
 
 from __future__ import annotations
 
-
 from runner.promote.guard import line_counts
 
 PATCH = (b"diff --git a/q.sql b/q.sql\nindex 1111111..2222222 100644\n--- a/q.sql\n+++ b/q.sql\n"
