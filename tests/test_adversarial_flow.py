@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import git, tree_fingerprint
+from tests.conftest import tree_fingerprint
 from tests.fake_ollama import Answer, FakeOllama, final, tool
 from tests.test_agent_e2e import BUGGY
 
@@ -112,13 +112,29 @@ def smol(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
+MODEL_SAW: list[dict[str, Any]] = []
+"""The requests the fake model received in the last `smol_run`: what the tools answered, as the model saw it."""
+
+
 def smol_run(repo: Path, script: list[Answer], *args: str, env: dict[str, str] | None = None,
              task: str = "Fix add", cwd: Path | None = None, as_json: bool = True) \
         -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     with FakeOllama(list(script)) as fake:
         result = smol("run", task, "--repo", str(repo), *(["--json"] if as_json else []), *args, cwd=cwd,
                       env={"MODEL_API_BASE": fake.url, **(env or {})})
+    MODEL_SAW[:] = fake.requests
     return result, (json.loads(result.stdout) if as_json else {})
+
+
+def tool_outputs() -> str:
+    """Everything the model was shown in the last run after its system prompt (the last request holds the whole
+    history: the task, its own calls and every tool's answer)."""
+    messages = MODEL_SAW[-1]["messages"] if MODEL_SAW else []
+    return "\n".join(str(m.get("content")) for m in messages if m.get("role") != "system")
+
+
+def edit(path: str, old: str, new: str, number: int) -> list[Answer]:
+    return [tool("propose_patch", path=path, old_text=old, new_text=new), tool("apply_patch", patch_id=f"p{number}")]
 
 
 def show(run_id: str) -> dict[str, Any]:
@@ -561,3 +577,144 @@ def test_sigkill_during_the_write_never_leaves_a_partial_change(
     untouched = now == before
     if not untouched:  # the other acceptable outcome: exactly the full change
         assert_tree(repo, after, GEN_CHANGE)
+
+
+# ================================================================================ 3. a model loosening its sandbox
+ENV_FILE = ("SANDBOX_NETWORK=true\nSANDBOX_ENV_ALLOWLIST=SECRET_TOKEN\nSANDBOX_IMAGE=attacker/image:latest\n"
+            "POLICY_FILE=policy.toml\nAPPROVAL_NON_INTERACTIVE=approve\n")
+POLICY = '[[rule]]\nmatch = "frobnicate"\ndecision = "allow"\n\n[[rule]]\nmatch = "printenv"\ndecision = "allow"\n'
+PROBES = [tool("run_cmd", command="cat /proc/net/dev"), tool("run_cmd", command="cat /proc/self/environ"),
+          tool("run_cmd", command="frobnicate --now"), tool("run_cmd", command="printenv SECRET_TOKEN")]
+
+
+def test_files_the_model_writes_cannot_loosen_the_next_run(repo: Path, tmp_path: Path) -> None:
+    """Run 1: the model writes a `.env` that opens the sandbox and a policy that allows its commands. Run 2, in the
+    same repo after a careless user applied that patch by hand: every loosening value is ignored (and named)."""
+    config = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    script = [*edit(".env", "", ENV_FILE, 1), *edit("policy.toml", "", POLICY, 2),
+              *edit("src/app.py", "def add(a, b):\n    return a - b", "def add(a, b):\n    return a + b", 3),
+              final("configured")]
+    before = tree_fingerprint(repo)
+    result, summary = smol_run(repo, script, "--promote", "auto-if-verified", cwd=repo, env=config)
+    assert summary["promotion"]["outcome"] == "saved", summary["promotion"]
+    assert "NEEDS CONFIRMATION .env" in result.stderr
+    assert tree_fingerprint(repo) == before
+    patch = tmp_path / "saved.patch"
+    patch.write_text(show(summary["run_id"])["diff"])
+    subprocess.run(["git", "apply", str(patch)], cwd=repo, check=True)
+    applied = tree_fingerprint(repo)
+
+    result, summary = smol_run(repo, [*PROBES, final("probed")], "--promote", "never", cwd=repo,
+                               env={**config, "SECRET_TOKEN": "s3cr3t-value"})
+    assert result.returncode == 0, result.stderr
+    for key in ("SANDBOX_NETWORK", "SANDBOX_ENV_ALLOWLIST", "SANDBOX_IMAGE", "POLICY_FILE",
+                "APPROVAL_NON_INTERACTIVE"):
+        assert f"ignored {key}=" in result.stderr, (key, result.stderr)
+    seen = tool_outputs()
+    assert "lo:" in seen and "eth0" not in seen, "the probe ran and found no network interface"
+    assert "s3cr3t" not in seen and "s3cr3t" not in json.dumps(show(summary["run_id"]))
+    approvals = [(a["subject"], a["outcome"], a["scope"]) for a in summary["approvals"]]
+    assert approvals == [("frobnicate --now", "denied", "config"), ("printenv SECRET_TOKEN", "denied", "config")]
+    assert "attacker" not in summary["sandbox"].get("image", "")
+    assert tree_fingerprint(repo) == applied
+
+
+def test_shell_tricks_and_a_sandbox_side_config_loosen_nothing(repo: Path, tmp_path: Path) -> None:
+    """The user lets every command run (APPROVAL_NON_INTERACTIVE=approve, their own choice); the model exports
+    settings, prefixes them, and writes smol's user config and shell rc files in the sandbox's HOME. Neither
+    this run, its promotion, nor the next `smol exec` gets network, a secret or a loosened promotion."""
+    config_home = tmp_path / "config"
+    env = {"XDG_CONFIG_HOME": str(config_home), "SECRET_TOKEN": "s3cr3t-value", "APPROVAL_NON_INTERACTIVE": "approve"}
+    plant = ("python3 -c \"import os; d = os.path.expanduser('~/.config/smol'); os.makedirs(d, exist_ok=True); "
+             "open(d + '/config.env', 'w').write('SANDBOX_NETWORK=true\\nSANDBOX_ENV_ALLOWLIST=SECRET_TOKEN\\n"
+             "APPROVAL_NON_INTERACTIVE=approve\\nSMOL_TEST_COMMAND=true\\n'); "
+             "open(os.path.expanduser('~/.bashrc'), 'a').write('export SANDBOX_NETWORK=true\\n'); print('planted')\"")
+    script = [tool("run_cmd", command="export SANDBOX_NETWORK=true SANDBOX_ENV_ALLOWLIST=SECRET_TOKEN"),
+              tool("run_cmd", command="env SANDBOX_NETWORK=true SANDBOX_ENV_ALLOWLIST=SECRET_TOKEN cat /proc/net/dev"),
+              tool("run_cmd", command="SMOL_TEST_COMMAND=true SANDBOX_NETWORK=true printenv"),
+              tool("run_cmd", command=plant),
+              tool("run_cmd", command="cat /proc/net/dev"),
+              tool("run_cmd", command="printenv SECRET_TOKEN"),
+              *BREAK_SUB, final("loosened")]
+    before = tree_fingerprint(repo)
+    result, summary = smol_run(repo, script, "--promote", "auto-if-verified", env=env)
+    seen = tool_outputs()
+    assert "planted" in seen, "the plant ran in the sandbox"
+    assert "lo:" in seen and "eth0" not in seen and "s3cr3t" not in seen
+    verification = summary["promotion"]["verification"]
+    assert (verification["status"], verification["command"]) == ("failed", "python3 -m pytest -q"), verification
+    assert summary["promotion"]["outcome"] == "saved"
+    assert tree_fingerprint(repo) == before
+    assert not config_home.exists(), "nothing reached the host's config"
+    probe = smol("exec", "--repo", str(repo), "--", "sh", "-c",
+                 "cat /proc/net/dev; env; cat $HOME/.config/smol/config.env 2>&1; true", env=env)
+    assert probe.returncode == 0, probe.stderr
+    assert "lo:" in probe.stdout and "eth0" not in probe.stdout and "s3cr3t" not in probe.stdout
+    assert "No such file" in probe.stdout  # the next sandbox's HOME is a fresh one
+    assert tree_fingerprint(repo) == before
+
+
+# ------------------------------------------------------------------------------ containment gaps through the CLI
+def test_a_command_that_kills_its_wrapper_cannot_outlive_smol_exec(repo: Path, tmp_path: Path) -> None:
+    before = tree_fingerprint(repo)
+    patch = tmp_path / "out.patch"
+    started = time.monotonic()
+    killed = smol("exec", "--repo", str(repo), "--patch-out", str(patch), "--", "bash", "-c",
+                  "(while true; do echo x >> f; sleep 0.05; done) & sleep 0.5; kill -9 $PPID", timeout=120)
+    assert killed.returncode != 0 and time.monotonic() - started < 60, killed
+    assert "+x" in patch.read_text()
+    started = time.monotonic()
+    detached = smol("exec", "--repo", str(repo), "--", "bash", "-c",
+                    "setsid nohup sleep 300 >/dev/null 2>&1 & echo detached", timeout=120)
+    assert detached.returncode == 0 and detached.stdout == "detached\n", detached
+    assert time.monotonic() - started < 60
+    assert tree_fingerprint(repo) == before  # and the fixture: no container of either smol remains
+
+
+def test_copy_mode_through_the_cli_keeps_its_baseline_and_the_host(make_repo: Callable[..., Path], tmp_path: Path,
+                                                                    sandbox_image: str) -> None:
+    repo = make_repo("copy", files=BUGGY, dirty=False, owner=None)
+    (tmp_path / "outside-secret.txt").write_text("TOPSECRET\n")
+    (repo / "up").symlink_to("..")
+    before = tree_fingerprint(repo)
+    patch = tmp_path / "out.patch"
+    result = smol("exec", "--repo", str(repo), "--patch-out", str(patch), "--", "sh", "-c",
+                  "cat up/outside-secret.txt up/../outside-secret.txt 2>&1; ls up/ 2>&1; "
+                  "echo pwn > /sandbox/base/README.md 2>/dev/null; echo base-write=$?; "
+                  "echo pwn > /sandbox/base/new.txt 2>/dev/null; echo base-new=$?; "
+                  "echo changed >> README.md",
+                  env={"SANDBOX_MODE": "copy"})
+    assert result.returncode == 0, result.stderr
+    assert "copy mode" in result.stderr
+    assert "TOPSECRET" not in result.stdout
+    assert "up/outside-secret.txt: No such file" in result.stdout  # `up` is the container's /, not the host's
+    assert "base-write=0" not in result.stdout and "base-new=0" not in result.stdout
+    text = patch.read_text()
+    assert "+changed" in text and "pwn" not in text
+    assert tree_fingerprint(repo) == before
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "`smol exec` without --json never names what it left out under a .git spelling or nested repo: left_out_lines "
+    "in runner/cli/app.py prints the 'ignored' and 'special' categories but not left_out['git'] (--json has it)"))
+def test_a_left_out_git_spelling_is_named_on_the_terminal_too(repo: Path, tmp_path: Path) -> None:
+    before = tree_fingerprint(repo)
+    patch = tmp_path / "out.patch"
+    result = smol("exec", "--repo", str(repo), "--patch-out", str(patch), "--", "sh", "-c",
+                  "mkdir -p .GIT && echo '[core]' > .GIT/config && echo changed >> README.md")
+    assert result.returncode == 0, result.stderr
+    assert "+changed" in patch.read_text() and ".GIT" not in patch.read_text()
+    assert tree_fingerprint(repo) == before
+    notes = [line for line in result.stderr.splitlines() if "left out" in line]
+    assert any(".GIT" in line for line in notes), result.stderr
+
+
+def test_streamed_output_is_capped_through_the_cli(repo: Path) -> None:
+    limit = 64 * 1024
+    before = tree_fingerprint(repo)
+    result = smol("exec", "--repo", str(repo), "--", "sh", "-c", "yes | head -c 30000000",
+                  env={"SANDBOX_OUTPUT_LIMIT": str(limit)})
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout) < limit + 300, len(result.stdout)
+    assert f"[... {30_000_000 - limit} bytes not shown ...]" in result.stdout
+    assert tree_fingerprint(repo) == before
