@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from runner.sandbox.base import Sandbox
 
 TOOL_TIMEOUT_S = 60.0
+MAX_TEXT_BYTES = 8 * 1024 * 1024
+"""The largest file the text tools take whole; read_file reads line ranges of larger ones."""
 SNIPPET_CONTEXT_LINES = 5
 
 
@@ -166,7 +168,15 @@ def _text(ctx: ToolContext, path: str, *, exact: bool = False) -> str:
     """The file's text. For showing, bytes that are not UTF-8 read as U+FFFD; `exact` keeps them as surrogate
     escapes instead, so that an edit writes back, byte for byte, everything it did not change (a Latin-1 file
     stays Latin-1)."""
-    data = ctx.sandbox.read(path, max_bytes=8 * 1024 * 1024)
+    from runner.sandbox.base import FileTooLargeError
+
+    try:
+        data = ctx.sandbox.read(path, max_bytes=MAX_TEXT_BYTES)
+    except FileTooLargeError:
+        raise ToolError(f"{path} is larger than {MAX_TEXT_BYTES} bytes: too large to read or edit whole",
+                        error_type="file_too_large",
+                        recovery="read_file it with start_line and end_line, find lines with rg_search, or edit it "
+                                 "with run_cmd (e.g. sed).") from None
     if b"\x00" in data[:8192]:
         raise ToolError(f"{path} is a binary file", error_type="binary_file",
                         recovery="Binary files cannot be read as text; work with text files.")
@@ -203,7 +213,9 @@ class ReadFile(SandboxTool):
     def forward(self, path: str, start_line: int | None = None, end_line: int | None = None) -> dict[str, Any]:
         try:
             text = _text(self.ctx, path)
-        except ToolError:
+        except ToolError as error:
+            if error.error_type == "file_too_large" and start_line is not None and end_line is not None:
+                return self._range_of_large_file(path, start_line, end_line)
             raise
         except Exception as error:
             raise ToolError(str(error), error_type="file_not_found",
@@ -222,6 +234,26 @@ class ReadFile(SandboxTool):
                             recovery=f"Use start_line between 1 and {len(lines)}.")
         return {"path": path, "lines": f"{first}-{last} of {len(lines)}",
                 "content": _numbered(lines[first - 1:last], first)}
+
+    def _range_of_large_file(self, path: str, start_line: int, end_line: int) -> dict[str, Any]:
+        """Lines of a file too large to read whole, streamed by sed in the sandbox (it stops at the last line)."""
+        first, last = max(start_line, 1), end_line
+        if last < first:
+            raise ToolError("end_line is before start_line", error_type="invalid_range",
+                            recovery="Pass start_line <= end_line.")
+        if last - first + 1 > self.ctx.settings.validation_max_line_range:
+            raise ToolError(f"range of {last - first + 1} lines exceeds {self.ctx.settings.validation_max_line_range}",
+                            error_type="invalid_range", recovery="Read a smaller range of lines.")
+        result = self.run(["sed", "-n", f"{first},{last}p;{last}q", "--", path])
+        if not result.ok:
+            raise ToolError(result.stderr.strip() or f"cannot read {path}", error_type="file_not_found",
+                            recovery="Check the path with list_files.")
+        lines = result.stdout.splitlines()
+        if not lines:
+            raise ToolError(f"{path} has fewer than {first} lines", error_type="invalid_range",
+                            recovery="Use a smaller start_line; rg_search shows line numbers.")
+        return {"path": path, "lines": f"{first}-{first + len(lines) - 1} (a large file)",
+                "content": _numbered(lines, first)}
 
 
 class ReadFileSnippet(SandboxTool):

@@ -15,7 +15,7 @@ from enum import Enum
 from types import TracebackType
 from typing import Any, Self
 
-from runner.errors import SandboxPathError
+from runner.errors import SandboxError, SandboxPathError
 
 OutputCallback = Callable[[str, bytes], None]
 """Called with ("stdout" | "stderr", chunk) while a command runs."""
@@ -63,6 +63,10 @@ class ExecResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class FileTooLargeError(SandboxError):
+    """A file is larger than a `read` may return; a caller can read part of it another way."""
 
 
 @dataclass(frozen=True)

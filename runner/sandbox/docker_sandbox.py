@@ -38,6 +38,7 @@ from runner.sandbox import labels, spares
 from runner.sandbox.base import (
     ExecResult,
     FileState,
+    FileTooLargeError,
     OutputCallback,
     Sandbox,
     SandboxInfo,
@@ -683,7 +684,7 @@ class DockerSandbox(Sandbox):
             message = result.stderr.decode(errors="replace").strip().removeprefix("cat: ")
             raise SandboxError(f"cannot read {target}: {message}")
         if result.truncated:
-            raise SandboxError(f"{target} is larger than {limit} bytes; read a line range instead")
+            raise FileTooLargeError(f"{target} is larger than {limit} bytes")
         return result.stdout
 
     def write(self, path: str, data: bytes, *, executable: bool | None = None) -> None:
