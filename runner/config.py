@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runner.errors import ConfigError
@@ -148,6 +148,15 @@ class Settings(BaseSettings):
     """Unprivileged uid used when the host user is root and the repo is owned by root."""
     sandbox_max_diff_bytes: ByteSize = 256 * 1024**2
     """Largest diff the sandbox hands back; a larger change is refused, never truncated."""
+
+    @field_validator("model_id")
+    @classmethod
+    def _provider_prefix(cls, value: str) -> str:
+        provider, _, name = value.partition("/")
+        if not provider or not name:
+            raise ValueError("a LiteLLM model id needs its provider prefix: for Ollama, "
+                             f"ollama_chat/{value.strip('/') or 'qwen2.5-coder:14b'}")
+        return value
 
     @property
     def env_allowlist(self) -> list[str]:
@@ -315,12 +324,45 @@ def _read_repo_file(path: Path, why: str) -> tuple[dict[str, str], list[str]]:
     return values, []
 
 
-def _describe(error: ValidationError, where: str) -> str:
-    first = error.errors()[0]
-    key = str(first["loc"][0]).upper() if first["loc"] else "configuration"
-    value = first.get("input")
-    message = first["msg"].removeprefix("Value error, ")
-    return f"{key}={value!r} is not valid ({message}); fix it in {where}"
+# Keys that look like smol's: one of these in a config file that is not a setting is a typo, not someone else's key.
+OUR_PREFIXES = ("MODEL_", "AGENT_", "SANDBOX_", "PHOENIX_", "VALIDATION_", "TRUNCATION_", "APPROVAL_", "SMOL_",
+                "RUNS_", "POLICY_", "LOG_", "SUPPRESS_")
+
+
+def unknown_keys(names: list[str]) -> list[str]:
+    """One phrase per name that looks like a smol key but is none, with the nearest real key when there is one."""
+    import difflib
+
+    known = [field.upper() for field in Settings.model_fields]
+    found = []
+    for name in names:
+        upper = name.upper()
+        if upper.lower() in Settings.model_fields or not upper.startswith(OUR_PREFIXES):
+            continue
+        near = difflib.get_close_matches(upper, known, n=1, cutoff=0.6)
+        found.append(f"unknown key {name}" + (f" (did you mean {near[0]}?)" if near else ""))
+    return found
+
+
+def _repo_unknown(path: Path) -> list[str]:
+    from dotenv import dotenv_values
+
+    try:
+        return unknown_keys(list(dotenv_values(path, encoding="utf-8", interpolate=False)))
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
+def _describe(error: ValidationError, where: Any) -> str:
+    """Every bad value at once, each with where it was set, on one line."""
+    problems = []
+    for item in error.errors():
+        key = str(item["loc"][0]) if item["loc"] else "configuration"
+        message = item["msg"].removeprefix("Value error, ")
+        place = where(key.lower()) if callable(where) else where
+        problems.append(f"{key.upper()}={item.get('input')!r} is not valid ({message}; set in {place})")
+    return "; ".join(problems) if len(problems) == 1 else f"{len(problems)} settings are not valid: " + \
+        "; ".join(problems)
 
 
 def _where(key: str, overrides: dict[str, object], files: list[Path]) -> str:
@@ -344,9 +386,41 @@ def _build(files: list[Path], overrides: dict[str, object], where: str | None = 
     try:
         return Settings(_env_file=tuple(files) or None, **overrides)  # type: ignore[call-arg, arg-type]
     except ValidationError as error:
-        loc = error.errors()[0]["loc"]
-        key = str(loc[0]).lower() if loc else ""
-        raise ConfigError(_describe(error, where or _where(key, overrides, files))) from None
+        place = where or (lambda key: _where(key, overrides, files))
+        raise ConfigError(_describe(error, place)) from None
+
+
+def _check_file_keys(files: list[Path]) -> None:
+    """A trusted config file naming a key smol does not have is an error (all of them at once, with the nearest
+    real key): `SANDBOX_MEMROY=1g` must not be ignored in silence."""
+    from dotenv import dotenv_values
+
+    problems = []
+    for path in files:
+        try:
+            names = list(dotenv_values(path, encoding="utf-8", interpolate=False))
+        except (OSError, UnicodeDecodeError):
+            continue  # a missing or unreadable user file is read as empty, as before
+        problems += [f"{problem} in {path}" for problem in unknown_keys(names)]
+    if problems:
+        raise ConfigError("; ".join(problems) + "; fix the spelling (.env.example lists every key)")
+
+
+def environment_warnings() -> list[str]:
+    """Environment variables one typo away from a smol key: warned about (the environment holds other programs'
+    variables too, so only a near miss is named)."""
+    import difflib
+
+    known = [field.upper() for field in Settings.model_fields]
+    warnings = []
+    for name in sorted(os.environ):
+        upper = name.upper()
+        if upper.lower() in Settings.model_fields or not upper.startswith(OUR_PREFIXES):
+            continue
+        near = difflib.get_close_matches(upper, known, n=1, cutoff=0.85)
+        if near:
+            warnings.append(f"the environment variable {name} is not a smol setting (did you mean {near[0]}?)")
+    return warnings
 
 
 def load_settings_and_warnings(repo: str | os.PathLike[str] | None = None,
@@ -356,6 +430,30 @@ def load_settings_and_warnings(repo: str | os.PathLike[str] | None = None,
 
     `repo` is the repo smol works on (the CLI's `--repo`); None means the current directory.
     """
+    loaded = _load(repo, overrides)
+    return loaded[0], loaded[1]
+
+
+def explain_settings(repo: str | os.PathLike[str] | None = None,
+                     **overrides: object) -> tuple[list[tuple[str, Any, str]], list[str]]:
+    """(KEY, effective value, where it came from) for every setting, and the warnings (`smol config`)."""
+    settings, warnings, files, repo_file, taken = _load(repo, overrides)
+    rows = []
+    for key in Settings.model_fields:
+        if key in overrides:
+            source = "flag"
+        elif key in taken:
+            source = f"{repo_file} (a repo file: tightens only)"
+        elif key in settings.model_fields_set:
+            source = _where(key, {}, files)
+        else:
+            source = "default"
+        rows.append((key.upper(), getattr(settings, key), source))
+    return rows, warnings
+
+
+def _load(repo: str | os.PathLike[str] | None, overrides: dict[str, object]) \
+        -> tuple[Settings, list[str], list[Path], Path | None, dict[str, Any]]:
     warnings: list[str] = []
     trusted_files: list[Path] = []
     repo_file: Path | None = None
@@ -376,6 +474,10 @@ def load_settings_and_warnings(repo: str | os.PathLike[str] | None = None,
     if user_config is not None:
         trusted_files.append(user_config)  # after the `.env`: the later file wins
 
+    _check_file_keys(trusted_files)
+    warnings += environment_warnings()
+    if repo_file is not None:
+        warnings += [f"{problem} in {repo_file} (ignored)" for problem in _repo_unknown(repo_file)]
     settings = _build(trusted_files, overrides)
     pending = {key: value for key, value in repo_values.items() if key not in settings.model_fields_set}
     taken: dict[str, Any] = {}
@@ -403,7 +505,7 @@ def load_settings_and_warnings(repo: str | os.PathLike[str] | None = None,
             "lower SANDBOX_DISK or raise SANDBOX_MEMORY"
             + (f" ({' and '.join(origin)} set in {repo_file})" if origin else "")
         )
-    return settings, warnings
+    return settings, warnings, trusted_files, repo_file, taken
 
 
 def load_settings(repo: str | os.PathLike[str] | None = None, **overrides: object) -> Settings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -66,3 +67,27 @@ def image_tag_command() -> None:
 
     click.echo(resolve_image(_settings()))
 
+
+
+# ---------------------------------------------------------------------------------------------- config
+@main.command(name="config")
+@click.option("--repo", "repo", type=click.Path(path_type=Path), default=Path("."), show_default=True,
+              help="The repo whose own .env is judged (it may only tighten containment).")
+@_json_flag("Print the settings as one JSON object.")
+def config_command(repo: Path, as_json: bool) -> None:
+    """The effective settings, where each comes from (flag, environment, your config file, a repo's .env,
+    default), and every repo setting that was ignored because it would loosen containment."""
+    from runner.config import explain_settings
+    from runner.promote.guard import sanitize_for_terminal
+
+    rows, warnings = explain_settings(repo)
+    if as_json:
+        click.echo(json.dumps({"settings": {key: {"value": value, "source": source} for key, value, source in rows},
+                               "warnings": warnings}, default=str))
+        return
+    width = max(len(key) for key, _, _ in rows)
+    for key, value, source in rows:
+        shown = sanitize_for_terminal(str(value), single_line=True)
+        click.echo(f"{key:<{width}}  {shown if shown else '(empty)':<40}  {source}")
+    for warning in warnings:
+        click.echo(f"warning: {sanitize_for_terminal(warning, single_line=True)}")
