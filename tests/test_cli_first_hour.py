@@ -228,3 +228,20 @@ def test_an_endpoint_that_is_no_ollama_is_named_in_one_line(repo: Path) -> None:
     assert summary["status"] == "model_error"
     assert "is not Ollama's JSON" in summary["reason"] and "MODEL_API_BASE" in summary["reason"]
     assert "\n" not in summary["reason"] and "Traceback" not in summary["reason"]
+
+
+# ---------------------------------------------------------------- promotion options checked before anything starts
+@pytest.mark.parametrize(("args", "message"), [
+    (["--promote", "auto-if-verified", "--no-verify"], "--promote auto-if-verified needs the verification"),
+    (["--land", "branch", "--branch", "a..b"], "--branch 'a..b' is not a valid git branch name"),
+    (["--land", "branch", "--branch", "-f"], "--branch '-f' is not a valid git branch name"),
+    (["--branch", "smol/fine"], "--branch names the branch of --land branch: add --land branch"),
+])
+def test_promotion_options_are_refused_before_the_model_runs(tmp_path: Path, args: list[str], message: str) -> None:
+    # The model endpoint does not exist: had the options not been refused first, the preflight would say so.
+    env = {"MODEL_API_BASE": "http://127.0.0.1:9", "RUNS_DB": str(tmp_path / "runs.db")}
+    for command in (["run", "Fix add", "--repo", str(tmp_path)], ["promote", "last"]):
+        result = smol(*command, *args, env=env)
+        assert result.returncode == ExitCode.USAGE, result
+        assert message in result.stderr, result.stderr
+        assert "model endpoint" not in result.stderr and "no runs recorded" not in result.stderr

@@ -267,4 +267,5 @@ def test_ctrl_c_during_review_changes_nothing(repo: Path, sigint_ignored: bool) 
     os.killpg(term.process.pid, signal.SIGINT)
     assert term.wait() == 130
     assert b"Traceback" not in term.output
+    assert f"`smol promote {summary['run_id']}` brings its change back to review".encode() in term.output
     assert tree_fingerprint(repo) == before

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -118,9 +120,36 @@ PROMOTE_OPTIONS = [
 
 
 def promote_options(function: Any) -> Any:
+    """The promotion options, checked together before anything starts (not after the model has worked)."""
+
+    @functools.wraps(function)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        check_promote_options(kwargs["promote_mode"], kwargs["reverify"], kwargs["land"], kwargs["branch"])
+        return function(*args, **kwargs)
+
     for option in reversed(PROMOTE_OPTIONS):
-        function = option(function)
-    return function
+        checked = option(checked)
+    return checked
+
+
+def check_promote_options(mode: str | None, reverify: bool, land: str, branch: str | None) -> None:
+    import subprocess
+
+    from runner.errors import UsageError
+
+    if mode == "auto-if-verified" and not reverify:
+        raise UsageError("--promote auto-if-verified needs the verification that --no-verify turns off: drop "
+                         "--no-verify, or use --promote ask")
+    if branch is None:
+        return
+    if land != "branch":
+        raise UsageError(f"--branch names the branch of --land branch: add --land branch (now --land {land})")
+    valid = not branch.startswith("-") and subprocess.run(
+        ["git", "check-ref-format", "--branch", branch], capture_output=True,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_CONFIG_NOSYSTEM": "1",
+             "GIT_CONFIG_GLOBAL": "/dev/null"}, cwd="/").returncode == 0
+    if not valid:
+        raise UsageError(f"--branch {branch!r} is not a valid git branch name: pick another, e.g. smol/fix-parser")
 
 
 def _review_asker(question: str, choices: list[str]) -> str:
@@ -136,7 +165,12 @@ def _promote(record: Any, store: Any, settings: Any, mode: str | None, reverify:
     echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     promoter = Promoter(record, store, settings, echo=echo, ask=_review_asker if interactive else None,
                         color=interactive and sys.stdout.isatty())
-    return promoter.run(chosen, reverify=reverify, land=land, branch=branch)  # type: ignore[arg-type]
+    try:
+        return promoter.run(chosen, reverify=reverify, land=land, branch=branch)  # type: ignore[arg-type]
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo(f"\nsmol: the run is saved: `smol promote {record.id}` brings its change back to review",
+                   err=True)
+        raise
 
 
 def _conclude(ctx: click.Context, session: Any, task: str, repo: Path, outcome: Any, patch_out: Path | None,
