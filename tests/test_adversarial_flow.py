@@ -57,8 +57,9 @@ BREAK_SUB = [tool("propose_patch", path="src/app.py", old_text="def sub(a, b):\n
 ESCAPES = ("\x1b[2J" "\x1b]52;c;cHduZWQ=\x07" "\x1b]8;;http://example.invalid/\x1b\\click\x1b]8;;\x1b\\"
            "\x9b31m" "\u202e" "\u2066\u2067\u2068\u2069" "\u200f" "\rFORGED LINE")
 _RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
-_SMOL_OWN_STYLES = re.compile(r"\x1b\[(?:0|1|2|22|3[0-9]|9[0-7]|39)m")
-"""The SGR colour codes click.style itself emits for the review on a terminal: the only ESC smol may print."""
+_SMOL_OWN_STYLES = re.compile(r"\x1b\[(?:0|1|2|22|3[0-9]|9[0-7]|39)m|\r?\x1b\[K")
+"""What smol itself prints on a terminal: click.style's SGR colours for the review, and CR + erase-line for its
+live "model thinking" line. The payloads below use none of these."""
 
 
 # ---------------------------------------------------------------------------------------------- fixtures, helpers
@@ -828,3 +829,88 @@ def test_a_test_configuration_in_the_change_cannot_choose_what_verifies(repo: Pa
     _, summary = smol_run(repo, script, "--promote", "auto-if-verified")
     assert summary["promotion"]["outcome"] == "saved", summary["promotion"]
     assert tree_fingerprint(repo) == before
+
+
+# ================================================================================ 5. terminal escapes and bidi
+EVIL_NAME = "evil\x1b[2J\u202e.txt"
+
+
+def test_escapes_never_reach_the_terminal_through_the_cli(repo: Path) -> None:
+    """Task text, the model's thoughts, a file name, diff content, a command and its output, an error message:
+    none reaches smol's stdout/stderr raw, in `smol run`, `smol runs list/show` or `smol promote`."""
+    script = [{**tool("propose_patch", path="payload.txt", old_text="", new_text=f"line {ESCAPES}\n"),
+               "content": f"I will write {ESCAPES}"},
+              tool("apply_patch", patch_id="p1"),
+              *edit(EVIL_NAME, "", "named\n", 2),
+              tool("run_cmd", command="cat payload.txt"),
+              tool("run_cmd", command=f"echo '{ESCAPES}'"),
+              tool("read_file", path=f"missing{ESCAPES}"),
+              final("done")]
+    before = tree_fingerprint(repo)
+    result, _ = smol_run(repo, script, "--promote", "never", task=f"Fix add {ESCAPES}", as_json=False)
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout + result.stderr
+    assert "payload.txt" in printed and "FORGED LINE" in printed
+    assert_clean_terminal_bytes(printed)
+    run_id = re.search(r"run: (\S+)", result.stdout)
+    assert run_id, result.stdout
+    shown = show(run_id.group(1))
+    assert ESCAPES in shown["task"] and ESCAPES in shown["diff"], "the record keeps the true bytes"
+    for args in (["runs", "list"], ["runs", "show", run_id.group(1)], ["runs", "show", run_id.group(1), "--trace"],
+                 ["promote", run_id.group(1), "--no-verify"]):
+        later = smol(*args)
+        assert later.returncode == 0, (args, later.stderr)
+        assert_clean_terminal_bytes(later.stdout + later.stderr)
+    assert tree_fingerprint(repo) == before
+
+
+def test_escapes_never_reach_a_real_terminal(repo: Path) -> None:
+    """On a pty: the progress lines, the approval prompt, the review (with smol's own colours and live line) and
+    the decision prompts carry no raw control from the model. (The policy denies any command holding a control
+    or bidi character before it could reach the approval prompt.)"""
+    script = [{**tool("propose_patch", path="payload.txt", old_text="", new_text=f"line {ESCAPES}\n"),
+               "content": f"I will write {ESCAPES}"},
+              tool("apply_patch", patch_id="p1"),
+              tool("run_cmd", command="frobnicate --now"),
+              tool("read_file", path=f"missing{ESCAPES}"),
+              final("done")]
+    before = tree_fingerprint(repo)
+    with FakeOllama(list(script)) as fake:
+        term = Terminal("run", f"Fix add {ESCAPES}", "--repo", str(repo), env={"MODEL_API_BASE": fake.url})
+        term.expect("approve [o]nce")
+        term.send("d\n")
+        term.expect("[a]ll, [f]ile by file")
+        term.send("r\n")
+        term.expect("promotion: rejected")
+        term.wait()
+    assert "frobnicate --now" in term.text and "FORGED LINE" in term.text
+    assert_clean_terminal_bytes(term.text, tty=True)
+    assert tree_fingerprint(repo) == before
+
+
+def test_escapes_in_a_branch_name_and_commit_message_are_not_printed_raw(repo: Path) -> None:
+    import subprocess as sp
+
+    before = tree_fingerprint(repo, include_git=False)
+    branch = "smol/fix\u202ex"
+    result, summary = smol_run(repo, [*FIX, final("fixed")], "--promote", "auto-if-verified", "--land", "branch",
+                               "--branch", branch, task=f"Fix add {ESCAPES}", as_json=False)
+    assert result.returncode == 0, result.stderr
+    assert "promotion: applied" in result.stdout, result.stdout
+    assert_clean_terminal_bytes(result.stdout + result.stderr)
+    shown = sp.run(["git", "-c", "safe.directory=*", "-C", str(repo), "show", f"{branch}:src/app.py"],
+                   capture_output=True, text=True, check=True).stdout
+    assert shown == FIXED_APP
+    assert tree_fingerprint(repo, include_git=False) == before
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the model's final answer is printed raw: `answer: {outcome.answer}` in _finish of runner/cli/run.py (and "
+    "`[{status}] {answer}` in runner/cli/chat.py) needs sanitize_for_terminal, as `smol runs show` does"))
+def test_the_models_final_answer_is_not_printed_raw(repo: Path) -> None:
+    before = tree_fingerprint(repo)
+    result, _ = smol_run(repo, [final(f"done {ESCAPES}")], "--promote", "never", as_json=False)
+    assert result.returncode == 0, result.stderr
+    assert "answer: done" in result.stdout
+    assert tree_fingerprint(repo) == before
+    assert_clean_terminal_bytes(result.stdout + result.stderr)

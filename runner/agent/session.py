@@ -12,6 +12,7 @@ from runner.agent.approval import ApprovalGate, Asker
 from runner.agent.prompt import prompt_templates
 from runner.agent.state import RunState, StepRecord
 from runner.agent.tools import ToolContext, build_tools
+from runner.promote.guard import sanitize_for_terminal
 
 if TYPE_CHECKING:
     from smolagents import Model
@@ -58,7 +59,9 @@ class DiffStat:
     def render(self) -> str:
         if not self.files:
             return "no changes"
-        lines = [f"  {f.path}: " + ("binary" if f.binary else f"+{f.added} -{f.removed}") for f in self.files]
+        # A path is the agent's choice of bytes: shown escaped, as the review shows it.
+        lines = [f"  {sanitize_for_terminal(f.path, single_line=True)}: "
+                 + ("binary" if f.binary else f"+{f.added} -{f.removed}") for f in self.files]
         return "\n".join(lines + [f"  {len(self.files)} file(s), +{self.added} -{self.removed}"])
 
 
@@ -91,7 +94,10 @@ class AgentSession:
         self.sandbox = sandbox
         self.settings = settings
         self.state = RunState()
-        self.progress = progress or (lambda message: None)
+        shown = progress or (lambda message: None)
+        # Every progress line carries the model's text (thoughts, tool arguments, error messages) to the user's
+        # terminal: escapes and bidi controls are neutralised here, once, for all of them.
+        self.progress: Progress = lambda message: shown(sanitize_for_terminal(message, single_line=True))
         if policy is None:
             policy = CommandPolicy.from_file(Path(settings.policy_file)) if settings.policy_file \
                 else CommandPolicy.default()

@@ -120,7 +120,9 @@ def render_diff(patch: bytes, *, color: bool) -> list[str]:
     import click
 
     lines = []
-    for raw in patch.decode("utf-8", errors="replace").splitlines():
+    # Lines end at "\n" only: str.splitlines would also break at \r, \v, \f, \x1c-\x1e, \x85, U+2028/9 inside a
+    # line's content and print the rest as a line of its own, unprefixed, where it reads as unchanged context.
+    for raw in patch.decode("utf-8", errors="replace").removesuffix("\n").split("\n"):
         line = sanitize_for_terminal(raw)
         if not color:
             lines.append(line)
@@ -179,7 +181,9 @@ class Promoter:
         if self.verification is not None:
             promotion["verification"] = asdict(self.verification)
         self.store.update(self.record.id, promotion=promotion)
-        self.echo(f"promotion: {outcome}" + (f" — {detail}" if detail else ""))
+        # The detail names files, a branch, the task's words: never raw on the terminal.
+        shown = sanitize_for_terminal(detail, single_line=True)
+        self.echo(f"promotion: {outcome}" + (f" — {shown}" if detail else ""))
         return promotion
 
     def run(self, mode: PromoteMode, *, reverify: bool = True, land: str = "worktree",
@@ -228,7 +232,8 @@ class Promoter:
                                      "verify.source": verification.source})
         self.verification = verification
         self.store.update(record.id, verification=asdict(verification))
-        self.echo(f"verification: {verification.render()}")
+        # The command may come from the repo's own .env (SMOL_TEST_COMMAND), its note from the sandbox.
+        self.echo(f"verification: {sanitize_for_terminal(verification.render(), single_line=True)}")
         for line in render_diff(record.diff, color=self.color):
             self.echo(line)
 
