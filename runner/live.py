@@ -1,8 +1,9 @@
 """The live line while the model thinks: a local 14B model can be silent for minutes, and silence reads as a hang.
 
 On a terminal one status line is redrawn in place every second ("model thinking… 23 s") and cleared before any
-other progress line; without a terminal (CI logs) a plain line is printed every `quiet_every` seconds instead, so
-a log shows the run is alive without filling up."""
+other progress line, and the model's words are shown as they stream in (terminal escapes neutralised); without a
+terminal (CI logs) a plain line is printed every `quiet_every` seconds instead, so a log shows the run is alive
+without filling up."""
 
 from __future__ import annotations
 
@@ -27,23 +28,47 @@ class LiveStatus:
         self._wake = threading.Event()
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._texting = False  # the model's streamed words are being written on the current line
 
     # ------------------------------------------------------------------ events
-    def model_event(self, kind: str) -> None:
-        """RunState's model listener: "start" begins the timer, "end" stops and clears it."""
+    def model_event(self, kind: str, text: str = "") -> None:
+        """RunState's model listener: "start" begins the timer, "text" shows streamed words, "end" stops."""
         with self._lock:
             if kind == "start":
                 self._since = self._clock()
                 self._start_thread()
+            elif kind == "text":
+                self._show_text(text)
             else:
                 self._since = None
                 self._clear()
+                self._end_text()
         self._wake.set()
+
+    def _show_text(self, text: str) -> None:
+        from runner.promote.guard import sanitize_for_terminal
+
+        if not self._interactive or not text:
+            return
+        if not self._texting:
+            self._clear()
+            self._stream.write("smol: model ▸ ")
+            self._texting = True
+        lines = text.split("\n")  # the model's own line breaks are kept, each line escaped on its own
+        self._stream.write("\n    ".join(sanitize_for_terminal(line, single_line=True) for line in lines))
+        self._stream.flush()
+
+    def _end_text(self) -> None:
+        if self._texting:
+            self._stream.write("\n")
+            self._stream.flush()
+            self._texting = False
 
     def line(self, message: str) -> None:
         """Print one progress line without tearing the status line (it is redrawn on the next tick)."""
         with self._lock:
             self._clear()
+            self._end_text()
             self._stream.write(message + "\n")
             self._stream.flush()
 
@@ -76,7 +101,8 @@ class LiveStatus:
                 if self._closed:
                     return
                 text = self.status_text()
-                if text is None or (not self._interactive and self._clock() - (self._since or 0) < self._period):
+                early = not self._interactive and self._clock() - (self._since or 0) < self._period
+                if text is None or self._texting or early:
                     continue
                 if self._interactive:
                     self._stream.write(CLEAR_LINE + text)

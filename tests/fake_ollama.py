@@ -108,7 +108,13 @@ class FakeOllama:
                            "message": message, "done": True, "done_reason": "stop",
                            "prompt_eval_count": 100, "eval_count": 20, "total_duration": 1000}
                 if request.get("stream"):
-                    body = (json.dumps(payload) + "\n").encode()
+                    # As Ollama streams: the text in pieces (done false), then tool calls and counts (done true).
+                    text = str(message["content"])
+                    pieces = [text[i:i + 8] for i in range(0, len(text), 8)]
+                    lines = [{**payload, "message": {"role": "assistant", "content": piece}, "done": False}
+                             for piece in pieces]
+                    lines.append({**payload, "message": {**message, "content": ""}})
+                    body = "".join(json.dumps(line) + "\n" for line in lines).encode()
                     self.send_response(200)
                     self.send_header("Content-Type", "application/x-ndjson")
                     self.send_header("Content-Length", str(len(body)))

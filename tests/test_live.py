@@ -79,3 +79,37 @@ def test_a_slow_model_shows_a_live_timer_and_step_results_on_a_terminal(
     assert re.search(r"model thinking… [12] s", shown), shown[-2000:]
     assert re.search(r"\[1\] run_tests\(\) [\d.]+s (\d+ passed, )?\d+ failed", shown), shown[-2000:]
     assert re.search(r"\[2\] run_cmd\(command=ls does-not-exist\) [\d.]+s exit 2", shown), shown[-2000:]
+
+
+def test_the_models_words_stream_to_a_terminal_with_escapes_neutralised(
+        make_repo: Callable[..., Path], sandbox_image: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo("calc", files=BUGGY, dirty=False)
+    thinking = "Let me look at the failing test first.\x1b]52;c;ZXZpbA==\x07 Then I fix add."
+    script = [{"content": thinking, **tool("run_tests")}, final("looked")]
+    with FakeOllama(script) as fake:
+        monkeypatch.setenv("MODEL_API_BASE", fake.url)
+        term = Terminal("run", "Look at the tests", "--repo", str(repo), "--promote", "never")
+        term.expect("status: completed", timeout=300)
+        assert term.wait() == 0
+        assert all(request.get("stream") for request in fake.requests), "a watched model is read as a stream"
+    shown = term.output.decode(errors="replace")
+    assert "smol: model ▸ Let me look at the failing test first." in shown, shown[-2000:]
+    assert "\x1b]52" not in shown and "\x07" not in shown  # no clipboard write reaches the terminal
+    assert re.search(r"\[1\] run_tests\(\) [\d.]+s (\d+ passed, )?\d+ failed", shown), shown[-2000:]
+
+
+def test_without_a_terminal_the_model_is_not_streamed(make_repo: Callable[..., Path], sandbox_image: str) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    repo = make_repo("calc", files=BUGGY, dirty=False)
+    with FakeOllama([{"content": "thinking", **tool("git_log")}, final("done")]) as fake:
+        env = {**os.environ, "MODEL_API_BASE": fake.url, "PHOENIX_ENABLED": "false"}
+        result = subprocess.run([str(Path(sys.executable).with_name("smol")), "run", "x", "--repo", str(repo),
+                                 "--json", "--promote", "never"], capture_output=True, text=True, env=env,
+                                stdin=subprocess.DEVNULL, timeout=300)
+        assert json.loads(result.stdout)["status"] == "completed"
+        assert not any(request.get("stream") for request in fake.requests)
+    assert "▸" not in result.stderr

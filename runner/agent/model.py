@@ -110,6 +110,8 @@ def build_model(settings: Settings, state: RunState | None = None) -> LiteLLMMod
                 if state is not None:
                     state.model_event("start")  # the CLI shows a live "model thinking… 12 s" line
                 try:
+                    if state is not None and state.watching_text():
+                        return self._streamed(state, *args, **kwargs)
                     return super().generate(*args, **kwargs)
                 except transient as error:
                     message = explain_model_failure(error, settings)
@@ -123,6 +125,18 @@ def build_model(settings: Settings, state: RunState | None = None) -> LiteLLMMod
                     if state is not None:
                         state.model_event("end")
             raise AssertionError("unreachable")
+
+        def _streamed(self, watched: RunState, *args: Any, **kwargs: Any) -> Any:
+            """The same answer as `generate`, read as a stream so a person watching sees the text as it comes
+            (a 14B model on a laptop takes minutes per answer)."""
+            from smolagents.models import agglomerate_stream_deltas
+
+            deltas = []
+            for delta in self.generate_stream(*args, **kwargs):
+                deltas.append(delta)
+                if delta.content:
+                    watched.model_event("text", delta.content)
+            return agglomerate_stream_deltas(deltas)
 
     extra: dict[str, Any] = {}
     if ollama_model_name(settings.model_id):

@@ -89,7 +89,8 @@ class RunState:
         self.stop_reason: str | None = None
         self._stop_callbacks: list[Callable[[str], None]] = []
         self._listeners: list[Callable[[StepRecord], None]] = []
-        self._model_listeners: list[Callable[[str], None]] = []
+        self._model_listeners: list[Callable[[str, str], None]] = []
+        self._text_watched = False
 
     # -------------------------------------------------------------- wiring
     def on_stop(self, callback: Callable[[str], None]) -> None:
@@ -98,13 +99,18 @@ class RunState:
     def on_step(self, listener: Callable[[StepRecord], None]) -> None:
         self._listeners.append(listener)
 
-    def on_model(self, listener: Callable[[str], None]) -> None:
-        """`listener("start")` when a model call begins, `listener("end")` when it returns or fails."""
+    def on_model(self, listener: Callable[[str, str], None], *, text: bool = False) -> None:
+        """`listener("start", "")` when a model call begins, `listener("end", "")` when it returns or fails, and
+        with `text`, `listener("text", chunk)` as the model's words arrive (the model is then read as a stream)."""
         self._model_listeners.append(listener)
+        self._text_watched = self._text_watched or text
 
-    def model_event(self, kind: str) -> None:
+    def watching_text(self) -> bool:
+        return self._text_watched
+
+    def model_event(self, kind: str, text: str = "") -> None:
         for listener in self._model_listeners:
-            listener(kind)
+            listener(kind, text)
 
     # -------------------------------------------------------------- loops
     def check_loop(self, tool: str, digest: str) -> tuple[LoopVerdict, str]:

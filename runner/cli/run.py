@@ -74,7 +74,7 @@ def _start_session(ctx: click.Context, repo: Path, as_json: bool, *, reverify: b
     session = AgentSession(sandbox, settings, asker=_ask if _interactive(as_json) else None, progress=progress)
     session.tracing = tracing
     if not as_json:
-        session.state.on_model(live.model_event)
+        session.state.on_model(live.model_event, text=_interactive(as_json))
     return session
 
 
