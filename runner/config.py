@@ -3,10 +3,11 @@
 The keys of the original design (MODEL_*, AGENT_*, PHOENIX_*, VALIDATION_*, TRUNCATION_*, LOG_LEVEL,
 SUPPRESS_WARNINGS) are a contract with users; SANDBOX_* keys belong to the sandbox.
 
-Precedence, highest first: overrides (flags) > the environment > the user config file
-($XDG_CONFIG_HOME/smol/config.env, default ~/.config/smol/config.env) > `.env` in the current directory.
-A `.env` that belongs to the repo smol works on is untrusted input, like the model's output: it may only tighten
-containment (see REPO_FILE_RULES below); every value it tries to loosen is ignored with a warning.
+Precedence, highest first: overrides (flags) > the environment > the repo's own files (`.smol.toml` or
+`[tool.smol]` at its git root, and a `.env` in the current directory that lies in the repo) > the user config file
+($XDG_CONFIG_HOME/smol/config.env, default ~/.config/smol/config.env) > a trusted `.env` > defaults.
+The repo's files are untrusted input, like the model's output: they may only tighten containment (see
+REPO_FILE_RULES below); every value they try to loosen is ignored with a warning.
 """
 
 from __future__ import annotations
@@ -437,13 +438,13 @@ def load_settings_and_warnings(repo: str | os.PathLike[str] | None = None,
 def explain_settings(repo: str | os.PathLike[str] | None = None,
                      **overrides: object) -> tuple[list[tuple[str, Any, str]], list[str]]:
     """(KEY, effective value, where it came from) for every setting, and the warnings (`smol config`)."""
-    settings, warnings, files, repo_file, taken = _load(repo, overrides)
+    settings, warnings, files, taken_from, taken = _load(repo, overrides)
     rows = []
     for key in Settings.model_fields:
         if key in overrides:
             source = "flag"
         elif key in taken:
-            source = f"{repo_file} (a repo file: tightens only)"
+            source = f"{taken_from[key]} (a repo file: tightens only)"
         elif key in settings.model_fields_set:
             source = _where(key, {}, files)
         else:
@@ -452,60 +453,118 @@ def explain_settings(repo: str | os.PathLike[str] | None = None,
     return rows, warnings
 
 
+REPO_CONFIG_FILES = (".smol.toml", "pyproject.toml")
+"""A repo's own settings, at its root: `.smol.toml` (a table of keys), or `[tool.smol]` in `pyproject.toml`."""
+
+
+def _read_repo_toml(root: Path) -> tuple[dict[str, str], Path | None, list[str]]:
+    """The smol keys of a repo's `.smol.toml` or `[tool.smol]` (untrusted, like its `.env`), the file, warnings."""
+    import tomllib
+
+    for name in REPO_CONFIG_FILES:
+        path = root / name
+        if not os.path.lexists(path):
+            continue
+        why = "in the repo smol works on"
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > _REPO_FILE_LIMIT:
+            return {}, None, [f"ignored {path} ({why}): not a regular file of at most 1 MiB"]
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+            return {}, None, [f"ignored {path} ({why}): it is not valid TOML ({str(error).splitlines()[0]})"]
+        table = data if name == ".smol.toml" else data.get("tool", {}).get("smol")
+        if table is None:
+            continue  # a pyproject.toml without [tool.smol]
+        if not isinstance(table, dict):
+            return {}, None, [f"ignored {path} ({why}): [tool.smol] is not a table"]
+        values: dict[str, str] = {}
+        warnings = [f"{problem} in {path} (ignored)" for problem in unknown_keys(list(table))]
+        for key, value in table.items():
+            if key.lower() not in Settings.model_fields:
+                continue
+            if isinstance(value, bool):
+                values[key.lower()] = "true" if value else "false"
+            elif isinstance(value, str | int | float):
+                values[key.lower()] = str(value)
+            elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+                values[key.lower()] = ",".join(value)
+            else:
+                warnings.append(f"ignored {key} in {path}: expected a string, number, boolean or list of strings")
+        return values, path, warnings
+    return {}, None, []
+
+
+def _from_environment(key: str) -> bool:
+    return any(name.lower() == key for name in os.environ)
+
+
 def _load(repo: str | os.PathLike[str] | None, overrides: dict[str, object]) \
-        -> tuple[Settings, list[str], list[Path], Path | None, dict[str, Any]]:
+        -> tuple[Settings, list[str], list[Path], dict[str, Path], dict[str, Any]]:
+    """Precedence, highest first: flags, the environment, the repo's own files (which may only tighten what
+    contains the sandbox), the user's config file, a trusted `.env`, defaults."""
+    from runner.gitroot import find_root
+
     warnings: list[str] = []
     trusted_files: list[Path] = []
-    repo_file: Path | None = None
-    repo_values: dict[str, str] = {}
-    why: str | None = ""
+    # key -> (raw value, the repo file that set it, why that file is the repo's)
+    repo_values: dict[str, tuple[str, Path, str]] = {}
+    try:
+        root = find_root(Path(repo) if repo is not None else Path.cwd())[0]
+        toml_values, toml_file, toml_warnings = _read_repo_toml(root)
+    except OSError:  # the current directory was removed
+        toml_values, toml_file, toml_warnings = {}, None, []
+    warnings += toml_warnings
+    if toml_file is not None:
+        repo_values.update({key: (raw, toml_file, "in the repo smol works on") for key, raw in toml_values.items()})
     try:
         cwd_env: Path | None = Path.cwd() / ".env"
-    except OSError:  # the current directory was removed
+    except OSError:
         cwd_env = None
     if cwd_env is not None and os.path.lexists(cwd_env):
         why = _repo_owned(cwd_env, repo)
         if why is None:
             trusted_files.append(cwd_env)
         else:
-            repo_file = cwd_env
-            repo_values, warnings = _read_repo_file(cwd_env, why)
+            env_values, env_warnings = _read_repo_file(cwd_env, why)
+            warnings += env_warnings
+            warnings += [f"{problem} in {cwd_env} (ignored)" for problem in _repo_unknown(cwd_env)]
+            repo_values.update({key: (raw, cwd_env, why) for key, raw in env_values.items()})  # .env wins
     user_config = user_config_path()
     if user_config is not None:
         trusted_files.append(user_config)  # after the `.env`: the later file wins
 
     _check_file_keys(trusted_files)
     warnings += environment_warnings()
-    if repo_file is not None:
-        warnings += [f"{problem} in {repo_file} (ignored)" for problem in _repo_unknown(repo_file)]
     settings = _build(trusted_files, overrides)
-    pending = {key: value for key, value in repo_values.items() if key not in settings.model_fields_set}
+    pending = {key: value for key, value in repo_values.items()
+               if key not in overrides and not _from_environment(key)}
     taken: dict[str, Any] = {}
-    if pending:
-        assert repo_file is not None
-        candidate = _build(trusted_files, {**overrides, **pending}, where=str(repo_file))
+    taken_from: dict[str, Path] = {}
+    for repo_file in sorted({where for _, where, _ in pending.values()}):
+        values = {key: raw for key, (raw, where, _) in pending.items() if where == repo_file}
+        candidate = _build(trusted_files, {**overrides, **values}, where=str(repo_file))
         instead = f"the environment or in {user_config or '~/.config/smol/config.env'}"
-        for key, raw in pending.items():
+        for key, raw in values.items():
             new, old = getattr(candidate, key), getattr(settings, key)
             rule = REPO_FILE_RULES.get(key, (FIXED, ""))[0]
             if _may_replace(rule, new, old):
                 if new != old:
-                    taken[key] = new
+                    taken[key], taken_from[key] = new, repo_file
                 continue
-            warnings.append(f"ignored {key.upper()}={raw!r} from {repo_file} ({why}): {_ONLY[rule]}; "
+            warnings.append(f"ignored {key.upper()}={raw!r} from {repo_file} ({pending[key][2]}): {_ONLY[rule]}; "
                             f"set it in {instead}")
-        if taken:
-            settings = settings.model_copy(update=taken)
-            log.debug("taken from %s (tightening only): %s", repo_file, ", ".join(k.upper() for k in taken))
+    if taken:
+        settings = settings.model_copy(update=taken)
+        log.debug("taken from the repo's files (tightening only): %s", ", ".join(k.upper() for k in taken))
 
     if settings.sandbox_disk >= settings.sandbox_memory:
-        origin = [key.upper() for key in ("sandbox_memory", "sandbox_disk") if key in taken]
+        origin = [f"{key.upper()} set in {taken_from[key]}" for key in ("sandbox_memory", "sandbox_disk")
+                  if key in taken]
         raise ConfigError(
             "SANDBOX_DISK must be below SANDBOX_MEMORY (the sandbox's writes are kept in memory); "
-            "lower SANDBOX_DISK or raise SANDBOX_MEMORY"
-            + (f" ({' and '.join(origin)} set in {repo_file})" if origin else "")
+            "lower SANDBOX_DISK or raise SANDBOX_MEMORY" + (f" ({' and '.join(origin)})" if origin else "")
         )
-    return settings, warnings, trusted_files, repo_file, taken
+    return settings, warnings, trusted_files, taken_from, taken
 
 
 def load_settings(repo: str | os.PathLike[str] | None = None, **overrides: object) -> Settings:

@@ -119,11 +119,12 @@ def test_the_environment_and_the_user_config_may_loosen(repo: Path, tmp_path: Pa
     monkeypatch.setenv("SANDBOX_NETWORK", "true")
     monkeypatch.setenv("SANDBOX_MEMORY", "6g")
     settings, warnings = load_settings_and_warnings()
-    assert warnings == []  # every key the repo sets is set by the user: theirs wins, nothing was refused
-    assert settings.sandbox_network is True  # environment
+    # Precedence: flags > environment > the repo's files (tightening only) > the user's file > defaults.
+    assert len(warnings) == 1 and warnings[0].startswith("ignored MODEL_API_BASE='http://attacker.example'")
+    assert settings.sandbox_network is True  # environment: the repo's value is never even compared
     assert settings.env_allowlist == ["SECRET_TOKEN"]  # user config
-    assert settings.sandbox_pids == 512  # user config above the repo's .env
-    assert settings.model_api_base == "http://gpu:11434"
+    assert settings.sandbox_pids == 64  # the repo may tighten below the user's own value
+    assert settings.model_api_base == "http://gpu:11434"  # but never redirect where the source goes
     assert settings.sandbox_memory == 6 * 1024**3  # environment above user config
     assert load_settings(sandbox_pids=100).sandbox_pids == 100  # flags above everything
 
