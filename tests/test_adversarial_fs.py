@@ -51,12 +51,14 @@ def _smol_objects() -> list[tuple[str, str, str]]:
 
     from runner.sandbox.labels import OWNER, SESSION
 
+    # The low-level calls list in one request each: the high-level ones inspect every object afterwards and
+    # fail when a parallel suite removes one in between.
     client = docker.from_env()
     try:
-        found = [("container", c.name, (c.labels or {}).get(OWNER, ""))
-                 for c in client.containers.list(all=True, filters={"label": SESSION})]
-        found += [("volume", v.name, (v.attrs.get("Labels") or {}).get(OWNER, ""))
-                  for v in client.volumes.list(filters={"label": SESSION})]
+        found = [("container", (c.get("Names") or ["?"])[0].lstrip("/"), (c.get("Labels") or {}).get(OWNER, ""))
+                 for c in client.api.containers(all=True, filters={"label": SESSION})]
+        found += [("volume", v["Name"], (v.get("Labels") or {}).get(OWNER, ""))
+                  for v in client.api.volumes(filters={"label": SESSION}).get("Volumes") or []]
     finally:
         client.close()
     return found
@@ -630,7 +632,8 @@ def test_landing_runs_no_hook_filter_or_driver_of_the_repo(land: str, make_repo:
     before = tree_fingerprint(repo, include_git=False)
     script = [tool("propose_patch", path="src/app.py", old_text="return a + b", new_text="return b + a"),
               tool("apply_patch", patch_id="p1"), final("done")]
-    run = smol_run(repo, script, "--promote", "auto-if-verified", "--land", land, "--branch", "smol/x")
+    branch = ["--branch", "smol/x"] if land == "branch" else []
+    run = smol_run(repo, script, "--promote", "auto-if-verified", "--land", land, *branch)
     assert run.promotion["outcome"] == "applied", run.promotion
     assert sprung(traps) == []
     new = b"def add(a, b):\n    return b + a\n"
@@ -994,7 +997,26 @@ def test_odd_names_from_the_agent_are_shown_escaped_and_land_as_reviewed(repo: P
         assert f"NEEDS CONFIRMATION {escaped}" in shown or escaped in shown, escaped
     assert contents(repo) == contents(expected)
     assert os.listdir(os.fsencode(repo / "odd")).count(b"caf\xe9.txt") == 1
+    record = smol("runs", "show", run.summary["run_id"])
+    assert record.returncode == 0 and "\x1b[31m" not in record.stdout and "\u202e" not in record.stdout
     assert (repo / "odd/new\nline.txt").read_bytes() == b"file new\nline.txt\n"
+
+
+def test_the_run_summary_shows_odd_names_escaped(repo: Path) -> None:
+    """The human summary of `smol run` (not --json) lists the agent's file names escaped: an escape sequence in a
+    name never reaches the terminal, a newline in a name never forges a line of the summary."""
+    names = CONTROL_NAMES
+    script = [tool("propose_patch", path="tools/names.py", old_text="", new_text=f"NAMES = {names!r}\n{MAKE_NAMES}"),
+              tool("apply_patch", patch_id="p1"), tool("run_cmd", command="python3 tools/names.py"),
+              tool("run_cmd", command="rm -r tools"), final("named")]
+    with FakeOllama(script) as fake:
+        result = _spawn(["run", "Do the task", "--repo", str(repo), "--promote", "never", "--no-verify"],
+                        _env({"MODEL_API_BASE": fake.url}))
+    summary = result.stdout.split("changes (made in the sandbox):\n", 1)[1].splitlines()
+    assert "\x1b" not in result.stdout and "\u202e" not in result.stdout
+    escaped = ("new\\x0aline.txt", "tab\\x09name.txt", "\\x1b[31mred.txt", "bidi\\u202etxt.exe")
+    assert [line.rsplit(": ", 1)[0] for line in summary[:len(names)]] == sorted(f"  odd/{e}" for e in escaped)
+    assert summary[len(names)] == f"  {len(names)} file(s), +5 -0"
 
 
 RENAME_AND_APPEND = '''import os
@@ -1083,7 +1105,7 @@ def huge_binary_run(tmp_path_factory: pytest.TempPathFactory, sandbox_image: str
     script = [tool("run_cmd", command="python3 -c \"import os; open('huge.bin', 'wb').write(os.urandom(20000000))\""),
               tool("git_diff"), final("made a blob")]
     with no_leaks():
-        run = smol_run(repo, script, "--promote", "auto-if-verified")
+        run = smol_run(repo, script, "--promote", "never", "--no-verify")
     return repo, before, run
 
 
