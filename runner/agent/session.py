@@ -152,7 +152,7 @@ class AgentSession:
         if not isinstance(step, ActionStep):
             return
         thought = (step.model_output or "").strip() if isinstance(step.model_output, str) else ""
-        if thought and not thought.startswith("{"):
+        if thought and not thought.startswith("{") and not self.state.watching_text():  # else it streamed live
             self.progress(f"model: {thought.splitlines()[0][:160]}")
         if step.error is not None:
             message = str(step.error).splitlines()[0][:240]
