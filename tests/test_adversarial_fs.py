@@ -405,12 +405,14 @@ def test_a_directory_swapped_for_a_link_after_the_run_is_never_written_through(r
 
 
 def test_a_hard_link_to_an_outside_file_is_never_written_through(repo: Path, tmp_path: Path) -> None:
-    """The repo's hard.txt shares its inode with a host file outside; an approved edit of hard.txt lands in the
-    repo only, and the outside file keeps its bytes."""
+    """The repo's hard.txt shares its inode with a host file outside, and a file of the repo has the name smol
+    gives its temporary copy: an approved edit of hard.txt lands in the repo only, the outside file keeps its
+    bytes, and the look-alike temporary is left alone."""
     shared = tmp_path / "outside_hard.txt"
     shared.write_text("shared\n")
     os.link(shared, repo / "hard.txt")
     os.lchown(repo / "hard.txt", REPO_OWNER, REPO_OWNER)
+    (repo / ".hard.txt.smol-tmp").write_text("mine, not smol's\n")
     before, outside = tree_fingerprint(repo), outside_listing(tmp_path)
     script = [tool("propose_patch", path="hard.txt", old_text="shared", new_text="changed"),
               tool("apply_patch", patch_id="p1"), final("edited")]
@@ -1031,8 +1033,9 @@ os.rename(b"odd/-leading-dash.txt", b"odd/re named \\\\ \\"q\\".txt")
 def test_odd_names_in_the_repo_are_edited_exactly(make_repo: Callable[..., Path], sandbox_image: str,
                                                   tmp_path: Path) -> None:
     """The repo already holds such names (committed); the agent appends to each and renames one to a name with
-    a space, a backslash and quotes. The change verifies, lands automatically, and equals what plain git makes
-    of the reviewed patch; the file whose name has a tab (not touched) keeps its bytes and time."""
+    a space, a backslash and quotes. The change verifies, lands automatically as a commit, and equals what plain
+    git makes of the reviewed patch, in the tree and in the commit; the file whose name has a tab (not touched)
+    keeps its bytes and time."""
     odd = {f"odd/{name}": f"file {name}\n".encode("utf-8", "surrogateescape") for name in ODD_NAMES}
     repo = make_repo("repo", files={**FILES, **odd, "odd/tab\tname.txt": "tab\n"}, dirty=False)
     expected_root = copy_tree(repo, tmp_path / "expected")
@@ -1040,11 +1043,17 @@ def test_odd_names_in_the_repo_are_edited_exactly(make_repo: Callable[..., Path]
     script = [tool("propose_patch", path="tools/edit.py", old_text="", new_text=RENAME_AND_APPEND),
               tool("apply_patch", patch_id="p1"), tool("run_cmd", command="python3 tools/edit.py"),
               tool("run_cmd", command="rm -r tools"), final("edited")]
-    run = smol_run(repo, script, "--promote", "auto-if-verified")
+    head = plain_git(repo, "rev-parse", "HEAD").strip()
+    run = smol_run(repo, script, "--promote", "auto-if-verified", "--land", "commit")
     assert run.promotion["outcome"] == "applied", run.promotion
     diff = run.record().diff
     assert b"rename from" in diff and len(run.promotion["files"]) == len(ODD_NAMES) + 1
     assert contents(repo) == contents(applied_by_git(expected_root, diff))
+    committed = subprocess.run([*GIT_PLAIN, "--git-dir", str(repo / ".git"), "diff", "--binary", "--full-index",
+                                "-M", head, "HEAD"], capture_output=True, check=True).stdout
+    assert committed == diff  # the commit holds exactly the reviewed change
+    assert subprocess.run([*GIT_PLAIN, "-C", str(repo), "status", "--porcelain"], capture_output=True,
+                          check=True).stdout == b""
     assert tree_fingerprint(repo)["odd/tab\tname.txt"] == before["odd/tab\tname.txt"]
     assert (repo / 'odd/re named \\ "q".txt').read_bytes() == b"file -leading-dash.txt\nmore\n"
     assert (repo / "odd/caf\udce9.txt").read_bytes() == b"file caf\xe9.txt\nmore\n"

@@ -266,8 +266,10 @@ def _write(repo: Path, path: str, state: FileState, *, mode: int | None = None) 
             raise PromotionError(f"cannot write {path}: a non-empty directory is in the way")
         os.rmdir(full)
     temporary = full.with_name(f".{full.name}.smol-tmp")
-    if os.path.lexists(temporary):
-        os.unlink(temporary)
+    attempt = 0
+    while os.path.lexists(temporary):  # a file of that name is the user's (or a leftover): never ours to delete
+        attempt += 1
+        temporary = full.with_name(f".{full.name}.smol-tmp{attempt}")
     owner = _owner_for(full)
     if state.kind == "symlink":
         os.symlink(os.fsdecode(state.data), temporary)
