@@ -47,6 +47,8 @@ class LocalSpans:
                 "error": span.status.description or "",
                 "kind": attributes.get("openinference.span.kind", ""),
                 "attributes": attributes,
+                "links": [{"trace_id": f"{link.context.trace_id:032x}", "span_id": f"{link.context.span_id:016x}"}
+                          for link in span.links],
             })
 
 
@@ -73,6 +75,8 @@ class Tracing:
         # Our own spans (sandbox, tools, promotion) use the global provider.
         trace.set_tracer_provider(self.provider)
         self._instrumentor: Any = None
+        self._root: Any = None
+        self._token: Any = None
         try:
             from openinference.instrumentation.smolagents import SmolagentsInstrumentor
 
@@ -81,7 +85,44 @@ class Tracing:
         except ImportError:  # pragma: no cover - a dependency of the package
             self._warn("openinference-instrumentation-smolagents is missing: agent spans are not recorded")
 
+    def start_root(self, name: str, attributes: dict[str, Any] | None = None,
+                   link: tuple[str, str] | None = None) -> None:
+        """Open the command's root span and make it current, so that every span of the command (sandbox starts,
+        agent, diff, verification, promotion) lands in one trace. `link` is (trace_id, span_id) of the run this
+        command continues (a later `smol promote`): its trace is linked, not reopened."""
+        from opentelemetry import context, trace
+        from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, TraceFlags
+
+        if self._root is not None:
+            return
+        links = []
+        if link is not None:
+            trace_id, span_id = link
+            linked = SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=True,
+                                 trace_flags=TraceFlags(TraceFlags.SAMPLED))
+            links.append(Link(NonRecordingSpan(linked).get_span_context()))
+        span = trace.get_tracer("smol").start_span(
+            name, attributes={"openinference.span.kind": "CHAIN", **(attributes or {})}, links=links)
+        self._root = span
+        self._token = context.attach(trace.set_span_in_context(span))
+
+    def end_root(self) -> None:
+        """End the root span (idempotent), so it is kept with the run record and exported."""
+        from opentelemetry import context
+
+        if self._root is None:
+            return
+        root, self._root = self._root, None
+        if self._token is not None:
+            try:
+                context.detach(self._token)
+            except ValueError:  # detached in another context (a signal unwound the stack): the span still ends
+                pass
+            self._token = None
+        root.end()
+
     def close(self) -> None:
+        self.end_root()
         if self._instrumentor is not None:
             self._instrumentor.uninstrument()
         self.provider.force_flush(timeout_millis=int(EXPORT_TIMEOUT_S * 1000))

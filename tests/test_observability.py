@@ -112,9 +112,15 @@ def test_local_trace_is_kept_with_the_run(repo: Path) -> None:
     # The tree drawn in the terminal: the agent at the root, its steps and tools below.
     drawn = subprocess.run([SMOL, "runs", "show", summary["run_id"], "--trace"], capture_output=True, text=True,
                            check=True).stdout.splitlines()
+    assert drawn[0].startswith("smol run [CHAIN]")  # the command's root span, alone at the top
+    assert [line for line in drawn if not line.startswith(" ")] == [drawn[0]]
     agent_line = next(line for line in drawn if "[AGENT]" in line)
-    assert not agent_line.startswith(" ")
-    assert any(line.startswith("    ") and "[TOOL]" in line for line in drawn)
+    assert agent_line.startswith("  ") and not agent_line.startswith("   ")
+    assert any(line.startswith("      ") and "[TOOL]" in line for line in drawn)
+    # One run, one trace: the sandbox starts, the agent, the diff, the re-verification and the promotion.
+    assert len({span["trace_id"] for span in spans}) == 1
+    root = next(s for s in spans if s["name"] == "smol run")
+    assert root["parent_id"] is None and sum(1 for s in spans if s["parent_id"] is None) == 1
     assert any("ERROR file_not_found" in line for line in drawn)
 
 
@@ -150,6 +156,8 @@ def test_spans_reach_a_real_phoenix(repo: Path, phoenix: str) -> None:
     for key in ("tool.args_hash", "tool.output_size", "tool.recovery_hint", "tool.duration_ms"):
         assert attribute(failed[0], key) is not None, key
     assert any(s["name"] == "sandbox.start" for s in spans)
+    assert len({s["context"]["trace_id"] for s in spans}) == 1, "one run is one trace in Phoenix"
+    assert any(s["name"] == "smol run" and s["parent_id"] is None for s in spans)
 
 
 def test_phoenix_down_costs_one_warning_line(repo: Path) -> None:
@@ -239,3 +247,20 @@ def test_compose_file_is_valid() -> None:
     assert result.returncode == 0, result.stderr
     config = subprocess.run([*command[:-1]], cwd=ROOT, capture_output=True, text=True).stdout
     assert "phoenix" in config and "ollama" in config and "healthcheck" in config
+
+
+def test_a_later_promotion_is_its_own_trace_linked_to_the_runs(repo: Path) -> None:
+    _, summary, _ = run_task(repo, {"PHOENIX_ENABLED": "false"})
+    env = {**os.environ, "PHOENIX_ENABLED": "false"}
+    promoted = subprocess.run([SMOL, "promote", summary["run_id"], "--promote", "never"], capture_output=True,
+                              text=True, env=env, stdin=subprocess.DEVNULL)
+    assert promoted.returncode == 0, promoted.stderr
+    shown = subprocess.run([SMOL, "runs", "show", summary["run_id"], "--json", "--trace"], capture_output=True,
+                           text=True, check=True, env=env)
+    spans = json.loads(shown.stdout)["trace"]
+    run_root = next(s for s in spans if s["name"] == "smol run")
+    promote_root = next(s for s in spans if s["name"] == "smol promote")
+    assert promote_root["parent_id"] is None and promote_root["trace_id"] != run_root["trace_id"]
+    assert promote_root["links"] == [{"trace_id": run_root["trace_id"], "span_id": run_root["span_id"]}]
+    later = [s for s in spans if s["trace_id"] == promote_root["trace_id"]]
+    assert any(s["name"] == "promotion" for s in later)

@@ -208,10 +208,12 @@ def _interactive(as_json: bool) -> bool:
     return not as_json and sys.stdin.isatty() and sys.stderr.isatty()
 
 
-def _start_tracing(ctx: click.Context, settings: Any) -> Any:
+def _start_tracing(ctx: click.Context, settings: Any, *, link: tuple[str, str] | None = None) -> Any:
+    """Tracing for this command, under one root span named after it ("smol run"): one command, one trace."""
     from runner.tracing import Tracing
 
     tracing = Tracing(settings, warn=lambda message: click.echo(f"smol: warning: {message}", err=True))
     ctx.call_on_close(tracing.close)
+    tracing.start_root(f"smol {ctx.command_path.split(' ', 1)[-1]}", link=link)
     return tracing
 

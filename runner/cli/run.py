@@ -186,6 +186,7 @@ def _conclude(ctx: click.Context, session: Any, task: str, repo: Path, outcome: 
     summary["run_id"] = record.id
     code = _finish(summary, outcome, patch, patch_out, as_json)
     summary["promotion"] = _promote(record, store, session.settings, promote_mode, reverify, land, branch, as_json)
+    session.tracing.end_root()  # the run's root span is kept with its record
     store.update(record.id, spans=list(session.tracing.local.spans))
     if as_json:
         click.echo(json.dumps(summary))

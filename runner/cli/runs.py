@@ -125,11 +125,14 @@ def promote(ctx: click.Context, run_id: str, promote_mode: str | None, reverify:
     store = _store()
     record = _get_run(store, run_id)
     settings = _settings()
-    tracing = _start_tracing(ctx, settings)
+    # A later promotion is its own trace, linked to the run's (a trace, once ended, is not reopened).
+    roots = [span for span in record.spans if span.get("parent_id") is None and span["name"].startswith("smol ")]
+    tracing = _start_tracing(ctx, settings, link=(roots[0]["trace_id"], roots[0]["span_id"]) if roots else None)
     try:
         outcome = _promote(record, store, settings, promote_mode, reverify, land, branch, False)
     finally:
-        # This promotion's spans (re-verification, decisions, outcome) join the run's trace.
+        # This promotion's spans (re-verification, decisions, outcome) are kept with the run.
+        tracing.end_root()
         store.update(record.id, spans=[*record.spans, *tracing.local.spans])
     if outcome["outcome"] in ("refused", "conflict"):
         ctx.exit(ExitCode.REFUSED)
