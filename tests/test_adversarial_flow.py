@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import tree_fingerprint
+from tests.conftest import git, tree_fingerprint
 from tests.fake_ollama import Answer, FakeOllama, final, tool
 from tests.test_agent_e2e import BUGGY
 
@@ -448,8 +448,8 @@ def test_an_edit_during_re_verification_is_never_lost(repo: Path, docker_client:
     _, summary = smol_run(repo, [*FIX, final("fixed")], "--promote", "never")
     before = tree_fingerprint(repo)
     slow = Background(tmp_path, "promote", summary["run_id"], "--promote", "auto-if-verified",
-                      env={"SMOL_TEST_COMMAND": "sleep 5 && python3 -m pytest -q tests"})
-    wait_for_command_in_box(docker_client, slow.pid, "sleep 5")
+                      env={"SMOL_TEST_COMMAND": "sleep 4 && python3 -m pytest -q tests"})
+    wait_for_command_in_box(docker_client, slow.pid, "sleep 4")
     app = repo / "src/app.py"
     mine = (APP.replace("def add(a, b):\n    return a - b", "def add(a, b):\n    return b - a  # mine")
             if overlapping else APP + "\n\nMINE = 1\n")
@@ -578,6 +578,25 @@ def test_sigkill_during_the_write_never_leaves_a_partial_change(
     untouched = now == before
     if not untouched:  # the other acceptable outcome: exactly the full change
         assert_tree(repo, after, GEN_CHANGE)
+
+
+def test_sigterm_during_smol_runs_own_re_verification_keeps_the_run_promotable(repo: Path, docker_client: Any,
+                                                                               tmp_path: Path) -> None:
+    """The same step reached from `smol run` itself: the run is recorded before its promotion starts."""
+    before = tree_fingerprint(repo)
+    with FakeOllama([*FIX, final("fixed")]) as fake:
+        running = Background(tmp_path, "run", "Fix add", "--repo", str(repo), "--promote", "auto-if-verified",
+                             env={"MODEL_API_BASE": fake.url,
+                                  "SMOL_TEST_COMMAND": "sleep 120 && python3 -m pytest -q tests"})
+        wait_for_command_in_box(docker_client, running.pid, "sleep 120")
+        running.signal(signal.SIGTERM)
+        code, out, err = running.wait()
+    assert code == 143, err
+    assert "your tree is unchanged" in err
+    assert tree_fingerprint(repo) == before
+    run_id = re.search(r"^run: (\S+)$", out, re.MULTILINE)
+    assert run_id, out
+    promote_later(run_id.group(1), repo, before, {"src/app.py": FIXED_APP})
 
 
 # ================================================================================ 3. a model loosening its sandbox
@@ -829,6 +848,26 @@ def test_a_test_configuration_in_the_change_cannot_choose_what_verifies(repo: Pa
     _, summary = smol_run(repo, script, "--promote", "auto-if-verified")
     assert summary["promotion"]["outcome"] == "saved", summary["promotion"]
     assert tree_fingerprint(repo) == before
+
+
+def test_a_branch_landed_later_holds_the_new_head_and_the_change_only(repo: Path) -> None:
+    """Hole 4 after the user moved on: a new commit since the run, uncommitted work in the changed file and an
+    untracked file. `smol promote --land branch` commits the *new* HEAD plus the change, nothing of the rest."""
+    _, summary = smol_run(repo, [*FIX, final("fixed")], "--promote", "never")
+    (repo / "README.md").write_text("# calc\n\nmore docs\n")
+    git(repo, "commit", "-qam", "docs")
+    head = git(repo, "rev-parse", "HEAD").strip()
+    (repo / "src/app.py").write_text(APP + "\nWIP = 'not mine to commit'\n")
+    (repo / "notes.txt").write_text("untracked work\n")
+    before = tree_fingerprint(repo, include_git=False)
+    later = smol("promote", summary["run_id"], "--promote", "auto-if-verified", "--land", "branch",
+                 "--branch", "smol/later")
+    assert later.returncode == 0, later.stdout + later.stderr
+    assert "promotion: applied" in later.stdout
+    assert git(repo, "show", "smol/later:src/app.py") == FIXED_APP
+    assert git(repo, "rev-parse", "smol/later~1").strip() == head
+    assert git(repo, "diff", "--name-only", head, "smol/later").split() == ["src/app.py"]
+    assert tree_fingerprint(repo, include_git=False) == before
 
 
 # ================================================================================ 5. terminal escapes and bidi
