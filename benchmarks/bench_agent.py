@@ -87,8 +87,9 @@ def bench_tool_overhead(reps: int) -> dict[str, Any]:
 
 def bench_prompt_tokens() -> dict[str, Any]:
     from runner.agent.prompt import PROMPT_BUDGET_TOKENS, prompt_token_counts
+    from runner.sandbox.memory import MemorySandbox
 
-    counts = prompt_token_counts()
+    counts = prompt_token_counts(MemorySandbox())
     ours_prompt, schema_tokens, default_prompt = (counts["system_prompt"], counts["schemas"],
                                                   counts["default_system_prompt"])
     return {"our system prompt": ours_prompt, f"tool schemas ({counts['tools']})": schema_tokens,

@@ -171,8 +171,9 @@ def test_diff_stat() -> None:
 
 def test_system_prompt_and_schemas_stay_within_the_budget() -> None:
     from runner.agent.prompt import PROMPT_BUDGET_TOKENS, prompt_token_counts
+    from runner.sandbox.memory import MemorySandbox
 
-    counts = prompt_token_counts()
+    counts = prompt_token_counts(MemorySandbox())
     assert counts["tools"] == 15  # the 14 tools of the contract and final_answer
     total = counts["system_prompt"] + counts["schemas"]
     assert total <= PROMPT_BUDGET_TOKENS, f"{total} tokens: shorten a description before adding one"

@@ -4,9 +4,12 @@ schemas; small models do better with short, concrete rules (and the schemas alre
 from __future__ import annotations
 
 import importlib.resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from runner.sandbox.base import Sandbox
 
 SYSTEM_PROMPT = """\
 You are a careful coding agent in a sandboxed repo copy. One tool call at a time:
@@ -35,7 +38,7 @@ PROMPT_BUDGET_TOKENS = 900
 """System prompt plus every tool schema, as Ollama hands them to the chat template: every call pays for them."""
 
 
-def prompt_token_counts() -> dict[str, int]:
+def prompt_token_counts(sandbox: Sandbox) -> dict[str, int]:
     """Tokens (cl100k, litellm's default counter) of our system prompt, the tool schemas as compact JSON, and the
     default smolagents prompt for comparison. Offline: no model is called."""
     import json
@@ -49,10 +52,9 @@ def prompt_token_counts() -> dict[str, int]:
     from runner.agent.tools import ToolContext, build_tools
     from runner.config import load_settings
     from runner.policy import CommandPolicy
-    from runner.sandbox.memory import MemorySandbox
 
-    state = RunState()
-    context = ToolContext(MemorySandbox(), state, load_settings(), CommandPolicy.default(),
+    state = RunState()  # `sandbox` is never called: the tools only need one to exist
+    context = ToolContext(sandbox, state, load_settings(), CommandPolicy.default(),
                           ApprovalGate(state, asker=None))
 
     class Offline:  # the agent needs a model object only to exist
