@@ -182,3 +182,16 @@ def open_sandbox(sandbox_image: str, settings_factory: Callable[..., Any]) -> It
     from runner.sandbox.spares import POOL
 
     POOL.drain()
+
+
+DOCKER_FIXTURES = {"docker_client", "sandbox_image", "open_sandbox"}
+DOCKER_MODULES = {"test_adversarial_fs.py", "test_adversarial_flow.py"}
+"""Modules whose every test checks the engine for leftovers (an autouse fixture of their own)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that reaches the engine (through a fixture, or a module marked `docker`) gets the `docker`
+    marker, so `pytest -m "not docker"` runs the fast unit tests alone in seconds."""
+    for item in items:
+        if DOCKER_FIXTURES & set(getattr(item, "fixturenames", ())) or item.path.name in DOCKER_MODULES:
+            item.add_marker(pytest.mark.docker)
