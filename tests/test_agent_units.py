@@ -178,3 +178,12 @@ def test_system_prompt_and_schemas_stay_within_the_budget() -> None:
     total = counts["system_prompt"] + counts["schemas"]
     assert total <= PROMPT_BUDGET_TOKENS, f"{total} tokens: shorten a description before adding one"
     assert counts["default_system_prompt"] > 2 * counts["system_prompt"]
+
+
+def test_the_model_has_one_retry_loop_not_two() -> None:
+    from runner.agent.model import RETRIES, build_model
+    from runner.config import load_settings
+
+    model = build_model(load_settings())
+    assert model.retryer.max_attempts == 1  # smolagents' own loop is off; ours retries RETRIES times
+    assert RETRIES == 2

@@ -147,5 +147,7 @@ def build_model(settings: Settings, state: RunState | None = None) -> LiteLLMMod
         temperature=settings.model_temperature,
         max_tokens=settings.model_max_tokens,
         timeout=settings.model_timeout,
+        # Ours is the only retry loop: smolagents' own (rate limits, 60 s waits) would multiply with it.
+        retry=False,
         **extra,
     )
