@@ -316,12 +316,13 @@ class WritePause:
 
     A fanotify permission event (FAN_OPEN_PERM on `directory`'s children) makes every open there wait for this
     listener's answer: every open is allowed at once, except the trigger's, which waits until `release()`. So the
-    test acts at a known point of the write: files before the trigger are written, it and those after are not."""
+    test acts at a known point of the write: files before the trigger are written, it and those after are not.
+    Several triggers are stages, held one after the other (stage 1 is only looked for once stage 0 was held)."""
 
     FAN_CLASS_CONTENT, FAN_CLOEXEC, FAN_MARK_ADD = 0x4, 0x1, 0x1
     FAN_OPEN_PERM, FAN_EVENT_ON_CHILD, FAN_ALLOW = 0x10000, 0x08000000, 0x1
 
-    def __init__(self, directory: Path, trigger: str) -> None:
+    def __init__(self, directory: Path, *triggers: str) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.fanotify_mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, ctypes.c_int, ctypes.c_char_p]
         self.fd = libc.fanotify_init(self.FAN_CLASS_CONTENT | self.FAN_CLOEXEC, os.O_RDONLY)
@@ -329,10 +330,11 @@ class WritePause:
         marked = libc.fanotify_mark(self.fd, self.FAN_MARK_ADD, self.FAN_OPEN_PERM | self.FAN_EVENT_ON_CHILD, -100,
                                     os.fsencode(directory))
         assert marked == 0, f"fanotify_mark failed (errno {ctypes.get_errno()})"
-        self.trigger = trigger
-        self.hit = threading.Event()
-        self._release = threading.Event()
+        self.triggers = list(triggers)
+        self.hits = [threading.Event() for _ in triggers]
+        self._releases = [threading.Event() for _ in triggers]
         self._stop = threading.Event()
+        self.stage = 0
         self.pid = 0
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -346,8 +348,9 @@ class WritePause:
 
     def _serve(self) -> None:
         held: int | None = None
+        held_stage = 0
         while not self._stop.is_set():
-            if held is not None and self._release.is_set():
+            if held is not None and self._releases[held_stage].is_set():
                 self._answer(held)
                 held = None
             if not select.select([self.fd], [], [], 0.05)[0]:
@@ -362,23 +365,25 @@ class WritePause:
                     name = os.path.basename(os.readlink(f"/proc/self/fd/{event_fd}"))
                 except OSError:
                     name = ""
-                if held is None and not self.hit.is_set() and name == self.trigger:
-                    held, self.pid = event_fd, pid
-                    self.hit.set()
+                if held is None and self.stage < len(self.triggers) and name == self.triggers[self.stage]:
+                    held, held_stage, self.pid = event_fd, self.stage, pid
+                    self.hits[self.stage].set()
+                    self.stage += 1
                 else:
                     self._answer(event_fd)
         if held is not None:
             self._answer(held)
 
-    def wait(self, timeout: float = 240) -> int:
-        assert self.hit.wait(timeout), f"smol never opened {self.trigger}"
+    def wait(self, stage: int = 0, timeout: float = 240) -> int:
+        assert self.hits[stage].wait(timeout), f"smol never opened {self.triggers[stage]}"
         return self.pid
 
-    def release(self) -> None:
-        self._release.set()
+    def release(self, stage: int = 0) -> None:
+        self._releases[stage].set()
 
     def close(self) -> None:
-        self._release.set()
+        for release in self._releases:
+            release.set()
         self._stop.set()
         self._thread.join(timeout=10)
         os.close(self.fd)
@@ -522,26 +527,17 @@ def test_a_signal_during_re_verification(repo: Path, docker_client: Any, tmp_pat
     assert code == EXIT_CODES[signum], err
     assert tree_fingerprint(repo) == before
     if signum == signal.SIGKILL:
-        # Nothing can clean up after SIGKILL from inside; the product's promise is `smol gc`.
-        assert sandbox_objects(docker_client, {slow.pid}), "expected the killed process's sandbox to remain"
-        assert f"smol-{session}-box" in gc_until_gone(docker_client, slow.pid)
+        # Nothing can clean up after SIGKILL from inside; the product's promise is `smol gc` (the fixture then
+        # checks that nothing of the killed process remains).
+        if sandbox_objects(docker_client, {slow.pid}):
+            assert f"smol-{session}-box" in gc_until_gone(docker_client, slow.pid)
     else:
         assert "your tree is unchanged" in err
         assert not sandbox_objects(docker_client, {slow.pid})
     promote_later(summary["run_id"], repo, before, {"src/app.py": FIXED_APP})
 
 
-@pytest.mark.parametrize(("signum", "trigger"), [
-    (signal.SIGINT, ".a.txt.smol-tmp"),
-    (signal.SIGTERM, ".b.txt.smol-tmp"),
-    pytest.param(signal.SIGINT, ".new.txt.smol-tmp", marks=pytest.mark.xfail(strict=True, reason=(
-        "an interrupt while a NEW file's temporary copy is open leaves `gen/.new.txt.smol-tmp` in the tree: "
-        "_rollback in runner/promote/apply.py restores backups but never removes the temporary of a path that "
-        "did not exist before (_write should unlink it on failure)"))),
-], ids=["SIGINT-first-file", "SIGTERM-second-file", "SIGINT-new-file"])
-def test_an_interrupt_during_the_write_leaves_the_tree_untouched(gen_run: tuple[Path, str, dict[str, str]],
-                                                                 signum: signal.Signals, trigger: str) -> None:
-    repo, run_id, before = gen_run
+def _interrupt_the_write(repo: Path, run_id: str, signum: signal.Signals, trigger: str) -> tuple[int, str]:
     pause = WritePause(repo / "gen", trigger)
     try:
         promoting = Background(repo.parent, "promote", run_id, "--promote", "auto-if-verified")
@@ -551,10 +547,66 @@ def test_an_interrupt_during_the_write_leaves_the_tree_untouched(gen_run: tuple[
         code, out, err = promoting.wait()
     finally:
         pause.close()
-    assert code == EXIT_CODES[signum], out + err
-    assert "your tree is unchanged" in err
-    assert tree_fingerprint(repo) == before  # the files already written were rolled back, byte for byte
+    return code, out + err
+
+
+def _temporaries(repo: Path) -> list[str]:
+    return sorted(path for path in tree_fingerprint(repo) if ".smol-tmp" in path)
+
+
+@pytest.mark.parametrize(("signum", "trigger"), [
+    (signal.SIGINT, ".a.txt.smol-tmp"), (signal.SIGTERM, ".b.txt.smol-tmp"), (signal.SIGINT, ".new.txt.smol-tmp"),
+], ids=["SIGINT-first-file", "SIGTERM-second-file", "SIGINT-new-file"])
+def test_an_interrupt_during_the_write_rolls_back_every_written_file(gen_run: tuple[Path, str, dict[str, str]],
+                                                                     signum: signal.Signals, trigger: str) -> None:
+    """Every file already replaced is restored byte for byte (content, mode, times) and nothing of the change
+    stays; smol's own temporary copies are judged by the next test (a known defect)."""
+    repo, run_id, before = gen_run
+    code, printed = _interrupt_the_write(repo, run_id, signum, trigger)
+    assert code == EXIT_CODES[signum], printed
+    assert "your tree is unchanged" in printed
+    stray = _temporaries(repo)
+    assert {p: v for p, v in tree_fingerprint(repo).items() if p not in stray} == before
+    for path in stray:
+        os.unlink(repo / path)  # what the next test shows smol itself should have done
     promote_later(run_id, repo, before, GEN_CHANGE)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "an interrupt during the write leaves smol's temporary copy (gen/.b.txt.smol-tmp) in the user's tree: _write "
+    "in runner/promote/apply.py never removes its temporary when the write fails, and since b3fa33b the rollback's "
+    "re-write no longer replaces a leftover of that name either (it takes .smol-tmp1); _write should unlink its "
+    "own temporary on any exception"))
+def test_an_interrupted_write_leaves_no_temporary_file(gen_run: tuple[Path, str, dict[str, str]]) -> None:
+    repo, run_id, before = gen_run
+    code, printed = _interrupt_the_write(repo, run_id, signal.SIGINT, ".b.txt.smol-tmp")
+    assert code == 130, printed
+    assert _temporaries(repo) == []
+    assert tree_fingerprint(repo) == before
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "a second Ctrl-C while smol rolls back an interrupted write aborts the rollback half-way: _rollback in "
+    "runner/promote/apply.py has already unlinked gen/a.txt when the interrupt lands in its re-write, so the "
+    "user's file is gone (and the CLI says the tree is unchanged); the rollback must not be interruptible"))
+def test_a_second_interrupt_during_the_rollback_still_leaves_the_tree_untouched(
+        gen_run: tuple[Path, str, dict[str, str]]) -> None:
+    repo, run_id, before = gen_run
+    # Stage 0: the write of gen/b.txt (gen/a.txt is already replaced); stage 1: the rollback re-writing gen/a.txt.
+    pause = WritePause(repo / "gen", ".b.txt.smol-tmp", ".a.txt.smol-tmp")
+    try:
+        promoting = Background(repo.parent, "promote", run_id, "--promote", "auto-if-verified")
+        pause.wait(0)
+        promoting.signal(signal.SIGINT)
+        pause.release(0)
+        pause.wait(1)
+        promoting.signal(signal.SIGINT)  # the impatient second Ctrl-C
+        pause.release(1)
+        code, out, err = promoting.wait()
+    finally:
+        pause.close()
+    assert code == 130, out + err
+    assert tree_fingerprint(repo) == before
 
 
 @pytest.mark.xfail(strict=True, reason=(
