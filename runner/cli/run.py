@@ -176,6 +176,17 @@ def _promote(record: Any, store: Any, settings: Any, mode: str | None, reverify:
 def _conclude(ctx: click.Context, session: Any, task: str, repo: Path, outcome: Any, patch_out: Path | None,
               as_json: bool, promote_mode: str | None, reverify: bool, land: str, branch: str | None) -> None:
     """Summary, run record, then promotion, once the sandbox is gone; exits with the run's code."""
+    summary, code, _ = finish_run(session, task, repo, outcome, patch_out, as_json, promote_mode, reverify, land,
+                                  branch)
+    if as_json:
+        click.echo(json.dumps(summary))
+    ctx.exit(code)
+
+
+def finish_run(session: Any, task: str, repo: Path, outcome: Any, patch_out: Path | None, as_json: bool,
+               promote_mode: str | None, reverify: bool, land: str, branch: str | None) \
+        -> tuple[dict[str, Any], int, bytes]:
+    """Record the run, close its sandbox, render the summary and promote: (summary, exit code, patch)."""
     patch = session.sandbox.diff()
     summary = session.summary(outcome, patch)
     summary["left_out"] = session.sandbox.left_out
@@ -188,9 +199,7 @@ def _conclude(ctx: click.Context, session: Any, task: str, repo: Path, outcome: 
     summary["promotion"] = _promote(record, store, session.settings, promote_mode, reverify, land, branch, as_json)
     session.tracing.end_root()  # the run's root span is kept with its record
     store.update(record.id, spans=list(session.tracing.local.spans))
-    if as_json:
-        click.echo(json.dumps(summary))
-    ctx.exit(code)
+    return summary, code, patch
 
 
 @main.command()
