@@ -4,6 +4,11 @@
 Everything runs through the real CLI, the real engine and real git; the model is the only stand-in. Every test
 checks the user's tree byte for byte afterwards (unchanged, or exactly the reviewed change) and, through the
 autouse fixture below, that no sandbox container or volume the test's `smol` processes made is left behind.
+
+Groups: symlinks and hard links (in the repo, made by the agent, swapped in before promotion, at rollback);
+`.git` in every spelling, code-running git files and landing without hooks or filters; path traversal in every
+tool argument; modes (exec bits, set-id bits, unreadable entries, files and directories trading places); odd
+names; sizes (20 MB files, a 27 MB patch, 2,000 files); non-UTF-8 content.
 """
 
 from __future__ import annotations
@@ -384,41 +389,53 @@ def test_a_linked_directory_never_carries_writes_out_of_the_repo(repo: Path, tmp
 
 
 def test_a_directory_swapped_for_a_link_after_the_run_is_never_written_through(repo: Path, tmp_path: Path) -> None:
-    """A reviewed change to docs/guide/ is saved; then docs/guide becomes a link to a host directory. Promoting
-    the saved change must refuse: the host directory keeps its bytes."""
+    """A reviewed change to docs/guide/ and src/app.py is saved; then docs/guide becomes a link to a host
+    directory and src/app.py a link to a host file. Promoting the saved change must refuse: the host directory
+    and file keep their bytes."""
     script = [tool("propose_patch", path="docs/guide/a.md", old_text="# a", new_text="# A"),
               tool("apply_patch", patch_id="p1"),
               tool("propose_patch", path="docs/guide/new.md", old_text="", new_text="new\n"),
-              tool("apply_patch", patch_id="p2"), final("docs")]
+              tool("apply_patch", patch_id="p2"),
+              tool("propose_patch", path="src/app.py", old_text="return a + b", new_text="return b + a"),
+              tool("apply_patch", patch_id="p3"), final("docs")]
     run = smol_run(repo, script, "--promote", "never", "--no-verify")
     assert run.promotion["outcome"] == "saved"
     target = tmp_path / "outside_guide"
     shutil.move(str(repo / "docs/guide"), target)
     make_link(repo / "docs/guide", str(target))
+    shutil.move(str(repo / "src/app.py"), tmp_path / "outside_app.py")
+    make_link(repo / "src/app.py", str(tmp_path / "outside_app.py"))
     before, outside = tree_fingerprint(repo), outside_listing(tmp_path)
     later = smol("promote", run.summary["run_id"], "--promote", "auto-if-verified")
     assert later.returncode == 8, later.stdout + later.stderr
     assert "written through docs/guide, a symlink in your tree" in later.stdout
+    assert "src/app.py: in-tree symlink edited as a file" in later.stdout
     assert tree_fingerprint(repo) == before
     assert_outside_untouched(tmp_path, outside)
     assert (target / "a.md").read_text() == "# a\n" and not (target / "new.md").exists()
 
 
 def test_a_hard_link_to_an_outside_file_is_never_written_through(repo: Path, tmp_path: Path) -> None:
-    """The repo's hard.txt shares its inode with a host file outside, and a file of the repo has the name smol
-    gives its temporary copy: an approved edit of hard.txt lands in the repo only, the outside file keeps its
-    bytes, and the look-alike temporary is left alone."""
+    """The repo's hard.txt shares its inode with a host file outside, cfg.txt links to a host file, and a file of
+    the repo has the name smol gives its temporary copy: edits of hard.txt and cfg.txt (made a regular file) land
+    in the repo only, both outside files keep their bytes, and the look-alike temporary is left alone."""
     shared = tmp_path / "outside_hard.txt"
     shared.write_text("shared\n")
     os.link(shared, repo / "hard.txt")
     os.lchown(repo / "hard.txt", REPO_OWNER, REPO_OWNER)
     (repo / ".hard.txt.smol-tmp").write_text("mine, not smol's\n")
+    (tmp_path / "outside_cfg.txt").write_text("outside cfg\n")
+    make_link(repo / "cfg.txt", "../outside_cfg.txt")
     before, outside = tree_fingerprint(repo), outside_listing(tmp_path)
     script = [tool("propose_patch", path="hard.txt", old_text="shared", new_text="changed"),
-              tool("apply_patch", patch_id="p1"), final("edited")]
+              tool("apply_patch", patch_id="p1"), tool("run_cmd", command="rm cfg.txt"),
+              tool("propose_patch", path="cfg.txt", old_text="", new_text="own cfg\n"),
+              tool("apply_patch", patch_id="p2"), final("edited")]
     run = smol_run(repo, script, "--promote", "auto-if-verified")
     assert run.promotion["outcome"] == "applied", run.promotion
-    assert_tree(repo, before, {"hard.txt": entry(b"changed\n")}, include_git=True)
+    # The link that led out of the repo is replaced by a file; its target is never written.
+    assert_tree(repo, before, {"hard.txt": entry(b"changed\n"), "cfg.txt": entry(b"own cfg\n")},
+                include_git=True)
     assert_outside_untouched(tmp_path, outside)
     assert shared.read_text() == "shared\n"
 

@@ -132,7 +132,8 @@ class Sandbox(ABC):
 
     @abstractmethod
     def write(self, path: str, data: bytes, *, executable: bool | None = None) -> None:
-        """Create or replace a file (parents created) in the sandbox's view of the repo."""
+        """Create or replace a file (parents created) in the sandbox's view of the repo; a symlink at the path is
+        replaced by the file, never written through."""
 
     @abstractmethod
     def list_files(self, pattern: str = "*", *, limit: int | None = None) -> list[str]:

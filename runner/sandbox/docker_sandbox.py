@@ -691,7 +691,9 @@ class DockerSandbox(Sandbox):
         target = normalize_path(path)
         if target == ".":
             raise SandboxError("cannot write to the repository root; name a file")
-        script = 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1"'
+        # A symlink at the path is replaced, never written through: the path is what changes (as git sees it),
+        # and a link out of the repo would otherwise take the bytes elsewhere and leave the link in place.
+        script = 'mkdir -p -- "$(dirname -- "$1")" && { [ ! -L "$1" ] || rm -f -- "$1"; } && cat > "$1"'
         if executable is not None:
             script += ' && chmod ' + ('+x' if executable else '-x') + ' -- "$1"'
         result = self._exec_raw(["bash", "-c", script, "write", target], timeout=60, stdin=data,
