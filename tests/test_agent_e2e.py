@@ -86,7 +86,8 @@ def test_small_model_failures_recover(buggy_repo: Path) -> None:
     script: list[Answer] = [
         {"content": '{"name": "read_file", "arguments": {"path": "src/app.py"}}'},   # JSON text, not a tool call
         tool("delete_everything", path="/"),                                            # unknown tool
-        tool("read_file", filename="src/app.py"),                                       # wrong argument name
+        tool("read_file", filename="src/app.py"),                                       # alias: repaired
+        tool("read_file", colour="src/app.py"),                                         # wrong argument name
         tool("propose_patch_unified", diff="--- a/src/app.py\n+++ b/src/app.py\n@@ -1,2 +1,2 @@\n"
                                            " def nothing():\n-    return 0\n+    return 1\n"),
         tool("apply_patch", patch_id="p1"),                                             # does not apply
@@ -100,7 +101,9 @@ def test_small_model_failures_recover(buggy_repo: Path) -> None:
     assert summary["status"] == "completed"
     errors = {step_error for step_error in summary["model_errors"]}
     assert any("delete_everything" in e for e in errors), errors
-    assert any("filename" in e for e in errors), errors
+    assert any("colour" in e for e in errors), errors
+    assert not any("filename" in e for e in errors), errors  # `filename` is read as `path`
+    assert summary["output_repairs"] == 2  # the JSON-text call, and the argument alias
     messages = "\n".join(str(m.get("content")) for m in fake.requests[-1]["messages"])
     assert "    1| def add(a, b):" in messages                     # the JSON-text call ran
     assert "check: does NOT apply" in messages

@@ -16,6 +16,7 @@ from runner.errors import ExitCode, SmolError
 if TYPE_CHECKING:
     from smolagents import LiteLLMModel
 
+    from runner.agent.reader import OutputReader
     from runner.agent.state import RunState
     from runner.config import Settings
 
@@ -99,9 +100,61 @@ def build_model(settings: Settings, state: RunState | None = None) -> LiteLLMMod
     litellm.suppress_debug_info = True
 
     class RetryingModel(LiteLLMModel):
-        """Retries timeouts and connection failures; other errors surface at once."""
+        """Retries timeouts and connection failures; other errors surface at once. With a `reader`, every answer
+        is read by it (runner.agent.reader): tool calls as small models write them become calls."""
+
+        reader: OutputReader | None = None
 
         def generate(self, *args: Any, **kwargs: Any) -> Any:
+            message = self._generate(*args, **kwargs)
+            if self.reader is not None and message.tool_calls:
+                self._read_native(message)
+            return message
+
+        def parse_tool_calls(self, message: Any) -> Any:
+            """Called by the agent when an answer holds no native call: the text is read instead."""
+            from smolagents.models import MessageRole
+
+            if self.reader is None:
+                return super().parse_tool_calls(message)
+            message.role = MessageRole.ASSISTANT
+            reading = self.reader.read_text(str(message.content or ""))  # a ReadError's text is the model's hint
+            message.tool_calls = self._calls(reading)
+            return message
+
+        def _read_native(self, message: Any) -> None:
+            from runner.agent.reader import ReadError
+
+            assert self.reader is not None
+            raw = [(call.function.name, call.function.arguments) for call in message.tool_calls]
+            try:
+                reading = self.reader.read_native(raw)
+            except ReadError:
+                return  # left as it came: the agent answers an unknown tool with the list of tools
+            message.tool_calls = self._calls(reading)
+
+        def _calls(self, reading: Any) -> list[Any]:
+            from opentelemetry import trace
+            from smolagents.models import ChatMessageToolCall, ChatMessageToolCallFunction
+
+            from runner.agent.reader import new_call_id
+
+            assert self.reader is not None
+            calls = list(reading.calls)
+            final = self.reader.final_tool
+            if len(calls) > 1 and any(call.name == final for call in calls):
+                # smolagents refuses a final answer next to other calls: run the others, answer next step.
+                calls = [call for call in calls if call.name != final]
+                reading.repairs.append("final answer deferred until the other calls ran")
+            if reading.repairs:
+                self.reader.on_repair(reading.repairs)
+                trace.get_current_span().set_attribute("smol.output_repairs", "; ".join(reading.repairs))
+            return [ChatMessageToolCall(id=new_call_id(), type="function",
+                                        function=ChatMessageToolCallFunction(name=call.name,
+                                                                             arguments=call.arguments))
+                    for call in calls]
+
+        def _generate(self, *args: Any, **kwargs: Any) -> Any:
             import litellm
 
             transient = (litellm.Timeout, litellm.APIConnectionError, litellm.ServiceUnavailableError,

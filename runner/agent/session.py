@@ -104,14 +104,21 @@ class AgentSession:
         gate = ApprovalGate(self.state, asker=asker, non_interactive=settings.approval_non_interactive)
         self.context = ToolContext(sandbox, self.state, settings, policy, gate)
         self.model = model or build_model(settings, self.state)
+        tools = build_tools(self.context)
+        if hasattr(self.model, "reader"):
+            from runner.agent.reader import OutputReader
+
+            self.model.reader = OutputReader({tool.name: set(tool.inputs) for tool in tools},
+                                             on_repair=self.state.output_repairs.append)
         self.agent = ToolCallingAgent(
-            tools=build_tools(self.context),
+            tools=tools,
             model=self.model,
             prompt_templates=prompt_templates(),  # type: ignore[arg-type]
             max_steps=settings.agent_max_steps,
             verbosity_level=LogLevel.OFF,
             step_callbacks=[self._on_step],
             return_full_result=True,
+            max_tool_threads=1,  # several calls in one message run in their order (propose, then apply)
         )
         self.state.on_stop(lambda reason: self.agent.interrupt())
         self.state.on_step(self._report_step)
@@ -185,6 +192,7 @@ class AgentSession:
             "diff": {"files": [f.__dict__ for f in stat.files], "added": stat.added, "removed": stat.removed},
             "approvals": [a.__dict__ for a in self.state.approvals],
             "model_errors": list(self.state.model_errors),
+            "output_repairs": len(self.state.output_repairs),
             "sandbox": self.sandbox.info.to_dict(),
             "duration_s": round(outcome.duration_s, 3),
         }

@@ -85,6 +85,8 @@ class RunState:
         self.steps: list[StepRecord] = []
         self.approvals: list[ApprovalRecord] = []
         self.model_errors: list[str] = []
+        self.output_repairs: list[list[str]] = []
+        """Per model answer that needed reading (runner.agent.reader): what was repaired."""
         self.last_tests: TestOutcome | None = None
         self.stop_reason: str | None = None
         self._stop_callbacks: list[Callable[[str], None]] = []
@@ -177,6 +179,7 @@ class RunState:
             "steps": [asdict(step) for step in self.steps],
             "approvals": [asdict(approval) for approval in self.approvals],
             "model_errors": list(self.model_errors),
+            "output_repairs": [list(repairs) for repairs in self.output_repairs],
             "last_tests": asdict(self.last_tests) if self.last_tests else None,
             "stop_reason": self.stop_reason,
         }

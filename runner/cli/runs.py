@@ -102,6 +102,9 @@ def runs_show(run_id: str, as_json: bool, trace: bool) -> None:
     for approval in record.approvals:
         click.echo(f"  approval: {approval['kind']} {clean(approval['subject'])} -> {approval['outcome']} "
                    f"({approval['scope']})")
+    repairs = (record.summary or {}).get("output_repairs")
+    if repairs:
+        click.echo(f"output repairs: {repairs} (answers of the model that needed reading; see --json)")
     if record.verification:
         checked = record.verification
         by = f" with `{clean(checked['command'], single_line=True)}`" if checked.get("command") else ""
