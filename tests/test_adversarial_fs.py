@@ -232,6 +232,8 @@ class Terminal:
         SPAWNED.add(self.process.pid)
         os.close(slave)
         self.output = b""
+        self.mark = 0
+        """Where the next expected text is looked for: each answer is matched once."""
 
     def _read(self, wait: float) -> bool:
         import select
@@ -253,8 +255,6 @@ class Terminal:
             assert time.monotonic() < deadline and self._read(1), self.output.decode(errors="replace")[-3000:]
         self.mark = self.output.index(text.encode(), self.mark) + len(text)
 
-    mark = 0
-
     def send(self, text: str) -> None:
         os.write(self.master, text.encode())
 
@@ -274,22 +274,26 @@ class Terminal:
             assert self._read(120), self.output.decode(errors="replace")[-3000:]
 
     def wait(self) -> int:
-        try:
-            code = self.process.wait(timeout=300)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            pytest.fail("smol did not exit:\n" + self.output.decode(errors="replace")[-3000:])
+        """The exit code, reading the terminal meanwhile (a full pty would otherwise block smol's writes)."""
+        import time
+
+        deadline = time.monotonic() + 300
+        while self.process.poll() is None:
+            if time.monotonic() > deadline:
+                self.process.kill()
+                self.process.wait()
+                pytest.fail("smol did not exit:\n" + self.output.decode(errors="replace")[-3000:])
+            self._read(0.2)
         while select_ready(self.master) and self._read(0):
-            pass
+            pass  # what smol wrote before it exited
         os.close(self.master)
-        return code
+        return self.process.returncode
 
 
 def select_ready(fd: int) -> bool:
     import select
 
-    return bool(select.select([fd], [], [], 0.05)[0])
+    return bool(select.select([fd], [], [], 0))
 
 
 def review_all(run_id: str, *extra: str, confirm: str = "really apply it?") -> tuple[int, str, int]:
