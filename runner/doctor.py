@@ -117,8 +117,17 @@ def _model_check(settings: Any) -> Check:
         message = str(error)
         detail, _, fix = message.partition(": ")
         return Check("model endpoint", "fail", detail, fix)
+    from runner.agent.model import context_length, context_warning
+
     name = ollama_model_name(settings.model_id)
     detail = f"{name} available at {settings.model_api_base}" if name else f"{settings.model_id} (not checked)"
+    length = context_length(settings, timeout=3)
+    warning = context_warning(settings, length)
+    if warning:
+        problem, _, fix = warning.partition(": ")
+        return Check("model endpoint", "warn", f"{detail}; {problem}", fix)
+    if length is not None:
+        detail += f"; context {length} tokens, MODEL_NUM_CTX {settings.model_num_ctx}"
     return Check("model endpoint", "ok", detail)
 
 

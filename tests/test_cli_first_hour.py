@@ -245,3 +245,18 @@ def test_promotion_options_are_refused_before_the_model_runs(tmp_path: Path, arg
         assert result.returncode == ExitCode.USAGE, result
         assert message in result.stderr, result.stderr
         assert "model endpoint" not in result.stderr and "no runs recorded" not in result.stderr
+
+
+def test_a_context_window_beyond_the_models_is_named_by_doctor_and_at_start(repo: Path) -> None:
+    with FakeOllama([final("nothing")]) as fake:  # its /api/show says: context_length 32768
+        env = {"MODEL_API_BASE": fake.url, "MODEL_NUM_CTX": "65536"}
+        doctor = json.loads(smol("doctor", "--json", env=env).stdout)
+        model = next(check for check in doctor["checks"] if check["name"] == "model endpoint")
+        assert model["status"] == "warn" and "MODEL_NUM_CTX=65536 is more than" in model["detail"]
+        assert "MODEL_NUM_CTX=32768" in model["fix"]
+        result = smol("run", "x", "--repo", str(repo), "--json", "--promote", "never", env=env)
+        assert "smol: warning: MODEL_NUM_CTX=65536 is more than ollama_chat/qwen2.5-coder:14b's context length " \
+               "(32768)" in result.stderr
+        fine = json.loads(smol("doctor", "--json", env={"MODEL_API_BASE": fake.url}).stdout)
+        model = next(check for check in fine["checks"] if check["name"] == "model endpoint")
+        assert model["status"] == "ok" and "context 32768 tokens, MODEL_NUM_CTX 16384" in model["detail"]

@@ -64,6 +64,31 @@ def preflight(settings: Settings, *, timeout: float = 5.0) -> None:
 _JSON_TROUBLE = ("Expecting value", "Unterminated string", "Extra data", "JSONDecodeError", "Invalid control character")
 
 
+def context_length(settings: Settings, *, timeout: float = 5.0) -> int | None:
+    """The model's own context window, from Ollama's /api/show (None when it cannot be told)."""
+    name = ollama_model_name(settings.model_id)
+    if name is None:
+        return None
+    request = urllib.request.Request(f"{settings.model_api_base.rstrip('/')}/api/show",
+                                     data=json.dumps({"model": name}).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            info = json.loads(response.read() or b"{}").get("model_info") or {}
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    lengths = [value for key, value in info.items() if key.endswith(".context_length") and isinstance(value, int)]
+    return lengths[0] if lengths else None
+
+
+def context_warning(settings: Settings, length: int | None) -> str | None:
+    """MODEL_NUM_CTX beyond what the model was trained for: Ollama accepts it, the model degrades past its window."""
+    if length is not None and settings.model_num_ctx > length:
+        return (f"MODEL_NUM_CTX={settings.model_num_ctx} is more than {settings.model_id}'s context length "
+                f"({length}): set MODEL_NUM_CTX={length} or lower")
+    return None
+
+
 def explain_model_failure(error: BaseException, settings: Settings) -> str:
     """One line naming the cause and the fix, instead of LiteLLM's exception text (three nested class names)."""
     import litellm

@@ -375,6 +375,11 @@ class ProposePatchUnified(SandboxTool):
             diff += "\n"
         files = _check_patch_paths(diff)
         method, problem = self._check(diff)
+        by_content = False
+        if problem:
+            rebuilt = self._by_content(diff)
+            if rebuilt is not None and self._check(rebuilt)[0] == "git":
+                diff, method, problem, by_content = rebuilt, "git", None, True
         patch = PendingPatch(self.ctx.new_patch_id(), "unified", diff, apply_with=method or "git")
         self.ctx.patches[patch.id] = patch
         result: dict[str, Any] = {"patch_id": patch.id, "files": files}
@@ -382,9 +387,35 @@ class ProposePatchUnified(SandboxTool):
             result.update(check="does NOT apply", problem=problem,
                           recovery_suggestion="read_file the exact current lines and make a new diff, "
                                               "or use propose_patch(path, old_text, new_text).")
+        elif by_content:
+            result.update(check=f"applies by content (the hunk headers did not fit the file); call "
+                                f"apply_patch('{patch.id}')", diff=_shown(diff))
         else:
             result["check"] = f"applies cleanly; call apply_patch('{patch.id}')"
         return result
+
+    def _by_content(self, diff: str) -> str | None:
+        """The same change rebuilt from the hunks' content (runner.agent.fuzzy: each hunk at exactly one place),
+        as a diff git applies; None when that is not unambiguous."""
+        import difflib
+
+        from runner.agent.fuzzy import EditError, apply_edit, hunk_edits
+
+        edits = hunk_edits(diff)
+        if edits is None:
+            return None
+        texts: dict[str, tuple[str, str]] = {}
+        try:
+            for path, old_text, new_text in edits:
+                if not old_text.strip():
+                    return None
+                before, current = texts.get(path) or (2 * (current_text(self.ctx, path, old_text, new_text),))
+                texts[path] = (before, apply_edit(current, old_text, new_text).updated)
+        except (EditError, ToolError):
+            return None
+        return "".join("".join(difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
+                                                    f"a/{path}", f"b/{path}"))
+                       for path, (before, after) in texts.items())
 
     def _check(self, diff: str) -> tuple[str | None, str | None]:
         git = self.run(["git", "apply", "--check", "--recount", "--whitespace=nowarn", "-"], stdin=diff.encode())
@@ -410,19 +441,37 @@ class ProposePatch(SandboxTool):
 
         _refuse_git_dir(path)
         current = current_text(self.ctx, path, old_text, new_text)
-        updated = current.replace(old_text, new_text, 1) if old_text else new_text
+        updated, how = located_edit(path, current, old_text, new_text)
         diff = _shown("".join(difflib.unified_diff(current.splitlines(keepends=True),
                                                    updated.splitlines(keepends=True), f"a/{path}", f"b/{path}")))
         patch = PendingPatch(self.ctx.new_patch_id(), "replace", diff, path=path, old_text=old_text,
                              new_text=new_text)
         self.ctx.patches[patch.id] = patch
-        return {"patch_id": patch.id, "check": f"applies cleanly; call apply_patch('{patch.id}')", "diff": diff}
+        where = "cleanly" if how == "exact" else f"with old_text found {how}: check the hunk below"
+        return {"patch_id": patch.id, "check": f"applies {where}; call apply_patch('{patch.id}')", "diff": diff}
+
+
+def located_edit(path: str, current: str, old_text: str, new_text: str) -> tuple[str, str]:
+    """The file's text after the edit, and how old_text was found (runner.agent.fuzzy): exact, or forgiving of
+    whitespace, indentation, line endings and near misses, but only ever at exactly one place."""
+    from runner.agent.fuzzy import EditError, apply_edit
+
+    if not old_text:
+        return new_text, "exact"
+    try:
+        found = apply_edit(current, old_text, new_text)
+    except EditError as error:
+        recovery = ("Include more surrounding lines in old_text so it occurs exactly once."
+                    if error.kind == "ambiguous_match" else
+                    "read_file the file and copy the exact lines, including indentation.")
+        raise ToolError(f"{error} in {path}", error_type=error.kind, recovery=recovery) from None
+    return found.updated, found.how
 
 
 
 def current_text(ctx: ToolContext, path: str, old_text: str, new_text: str) -> str:
-    """The file's exact text (see `_text`), checked for a search/replace edit: old_text must occur exactly once
-    ('' = new file), and the edit must be expressible in the file's bytes."""
+    """The file's exact text (see `_text`), checked for a search/replace edit: the file exists ('' old_text: it
+    does not), and the edit is expressible in the file's bytes. Where old_text goes is `located_edit`'s job."""
     if _has_surrogates(old_text) or _has_surrogates(new_text):
         raise ToolError("old_text or new_text holds lone surrogates, which are not text", error_type="invalid_text",
                         recovery="Send plain Unicode text.")
@@ -442,12 +491,6 @@ def current_text(ctx: ToolContext, path: str, old_text: str, new_text: str) -> s
         raise ToolError(f"{path} is not UTF-8 text: the bytes read_file shows as \ufffd are not that character, "
                         "so old_text cannot match them", error_type="not_utf8",
                         recovery="Pick old_text from lines without \ufffd, or edit those lines with run_cmd (sed).")
-    if count == 0:
-        raise ToolError(f"old_text not found in {path}", error_type="no_match",
-                        recovery="read_file the file and copy the exact lines, including indentation.")
-    if count > 1:
-        raise ToolError(f"old_text occurs {count} times in {path}", error_type="ambiguous_match",
-                        recovery="Include more surrounding lines in old_text so it occurs exactly once.")
     if not_utf8 and not new_text.isascii():
         # The file's encoding is not UTF-8 and unknown (Latin-1? cp1252?): writing UTF-8 bytes into it would mix
         # two encodings in one file, and guessing could write the wrong bytes.
@@ -490,7 +533,7 @@ class ApplyPatch(SandboxTool):
         if patch.kind == "replace":
             assert patch.path is not None and patch.old_text is not None and patch.new_text is not None
             current = current_text(self.ctx, patch.path, patch.old_text, patch.new_text)
-            updated = current.replace(patch.old_text, patch.new_text, 1) if patch.old_text else patch.new_text
+            updated, _ = located_edit(patch.path, current, patch.old_text, patch.new_text)
             self.ctx.sandbox.write(patch.path, _encoded(updated))
         else:
             if patch.apply_with == "patch":

@@ -55,13 +55,16 @@ def _ask(kind: str, subject: str) -> str:
 
 
 def _start_session(ctx: click.Context, repo: Path, as_json: bool, *, reverify: bool) -> Any:
-    from runner.agent.model import preflight
+    from runner.agent.model import context_length, context_warning, preflight
     from runner.agent.session import AgentSession
     from runner.live import LiveStatus
     from runner.sandbox.docker_sandbox import DockerSandbox
 
     settings = _settings()
     preflight(settings)
+    warning = context_warning(settings, context_length(settings, timeout=3))
+    if warning:
+        click.echo(f"smol: warning: {warning}", err=True)
     live = LiveStatus(sys.stderr, interactive=_interactive(as_json))
     ctx.call_on_close(live.close)
     progress = (lambda message: None) if as_json else (lambda message: live.line(f"smol: {message}"))
