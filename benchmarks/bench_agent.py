@@ -76,7 +76,7 @@ def bench_tool_overhead(reps: int) -> dict[str, Any]:
             samples.append(time.perf_counter() - start)
         results[f"{name} per call (ms)"] = statistics.median(samples) * 1000
     bare = []
-    for i in range(reps):
+    for _ in range(reps):
         start = time.perf_counter()
         sandbox.read("src/app.py")
         bare.append(time.perf_counter() - start)

@@ -466,7 +466,7 @@ def start_breakdown(bench: Bench, repo: Path, runs: int) -> list[tuple[str, floa
     counts: dict[str, int] = {}
     for _ in range(runs):
         calls: dict[str, list[Interval]] = defaultdict(list)
-        connect_s, client = timed(lambda: traced_client(calls))
+        connect_s, client = timed(lambda calls=calls: traced_client(calls))
         calls.clear()  # the ping of connect() is reported as connect()
         sandbox = bench.new_sandbox(repo, client=client)
         try:
@@ -542,7 +542,8 @@ def results_table(comparisons: list[Comparison]) -> str:
         result = f"{item.value:.2f}×" if base else ms(item.value)
         met = "—" if item.informational else ("yes" if item.met else "**no**")
         lines.append(
-            f"| {item.number} | {item.title} | {item.measured.name} | {ms(item.measured.median)} | {ms(item.measured.p90)} "
+            f"| {item.number} | {item.title} | {item.measured.name} | {ms(item.measured.median)} "
+            f"| {ms(item.measured.p90)} "
             f"| {base.name if base else '—'} | {ms(base.median) if base else '—'} | {ms(base.p90) if base else '—'} "
             f"| {result} | {item.goal_text} | {met} |"
         )

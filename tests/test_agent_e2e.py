@@ -122,7 +122,8 @@ def test_repeated_calls_get_a_hint_then_stop_the_run(buggy_repo: Path) -> None:
     assert summary["status"] == "stopped"
     assert "read_file was called 5 times in a row" in summary["reason"]
     assert summary["steps"] == 5
-    hints = [m["content"] for m in fake.requests[-1]["messages"] if "hint: You have called read_file" in str(m["content"])]
+    hints = [m["content"] for m in fake.requests[-1]["messages"]
+             if "hint: You have called read_file" in str(m["content"])]
     assert hints, "the model should have been told to change course before the stop"
 
 
@@ -196,7 +197,8 @@ def test_run_prints_progress_and_a_summary(buggy_repo: Path) -> None:
 
 
 def test_chat_runs_several_tasks_in_one_sandbox(buggy_repo: Path, tmp_path: Path) -> None:
-    script = [tool("propose_patch", path="notes.md", old_text="", new_text="first\n"), tool("apply_patch", patch_id="p1"),
+    script = [tool("propose_patch", path="notes.md", old_text="", new_text="first\n"),
+              tool("apply_patch", patch_id="p1"),
               final("wrote notes"),
               tool("read_file", path="notes.md"), final("notes.md still says first")]
     patch = tmp_path / "chat.patch"

@@ -257,7 +257,8 @@ def test_smol_exec_in_a_hostile_repo(make_repo: Callable[..., Path], sandbox_ima
     """The end-to-end case: `cd cloned-repo && smol exec` with a .env asking for network and a host secret."""
     hostile = make_repo("hostile", owner=None)
     (hostile / ".env").write_text("SANDBOX_NETWORK=true\nSANDBOX_ENV_ALLOWLIST=SECRET_TOKEN\nSANDBOX_PIDS=64\n")
-    base = {key: value for key, value in os.environ.items() if key.upper() not in {k.upper() for k in Settings.model_fields}}
+    ours = {k.upper() for k in Settings.model_fields}
+    base = {key: value for key, value in os.environ.items() if key.upper() not in ours}
     env = {**base, "XDG_CONFIG_HOME": str(tmp_path / "config"), "SECRET_TOKEN": "s3cr3t-value"}
 
     result = smol("exec", "--repo", str(hostile), "--", "sh", "-c", SCRIPT, cwd=hostile, env=env)

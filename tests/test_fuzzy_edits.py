@@ -20,7 +20,8 @@ CODE = "class Calc:\n    def add(self, a, b):\n        return a - b\n\n    def s
 
 
 def test_exact_text_is_used_as_it_is() -> None:
-    edit = apply_edit(CODE, "    def add(self, a, b):\n        return a - b", "    def add(self, a, b):\n        return a + b")
+    edit = apply_edit(CODE, "    def add(self, a, b):\n        return a - b",
+                      "    def add(self, a, b):\n        return a + b")
     assert edit.how == "exact" and "return a + b" in edit.updated and edit.updated.count("a - b") == 1
 
 

@@ -93,7 +93,8 @@ def test_no_tty_never_applies_and_promote_brings_it_back(repo: Path) -> None:
 def test_user_edits_since_the_run_merge_or_conflict(repo: Path) -> None:
     _, summary = smol_run(repo, FIX, "--promote", "never")
     app = repo / "src/app.py"
-    app.write_text(app.read_text().replace("def sub(a, b):\n    return a - b", "def sub(a, b):\n    return a - b  # ok"))
+    app.write_text(app.read_text().replace("def sub(a, b):\n    return a - b",
+                                           "def sub(a, b):\n    return a - b  # ok"))
     merged = smol("promote", summary["run_id"], "--promote", "auto-if-verified")
     assert merged.returncode == 0, merged.stdout + merged.stderr
     assert "merged three-way" in merged.stdout

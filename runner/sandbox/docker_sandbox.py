@@ -542,7 +542,8 @@ class DockerSandbox(Sandbox):
             if memory_kill:
                 notes.append("killed (SIGKILL): the sandbox memory limit (SANDBOX_MEMORY) was reached")
             elif memory_kill is None:
-                notes.append("killed (SIGKILL): by the sandbox memory limit (SANDBOX_MEMORY) or from inside the sandbox")
+                notes.append("killed (SIGKILL): by the sandbox memory limit (SANDBOX_MEMORY) or from inside the "
+                             "sandbox")
             else:
                 notes.append("killed (SIGKILL) from inside the sandbox, not by the memory limit")
         elif memory_kill:
