@@ -107,6 +107,8 @@ class FakeOllama:
                 payload = {"model": request.get("model", ""), "created_at": "2026-01-01T00:00:00Z",
                            "message": message, "done": True, "done_reason": "stop",
                            "prompt_eval_count": 100, "eval_count": 20, "total_duration": 1000}
+                if answer.get("count_prompt"):  # about what Ollama would count: 4 characters a token
+                    payload["prompt_eval_count"] = len(json.dumps(request.get("messages", []))) // 4
                 if request.get("stream"):
                     # As Ollama streams: the text in pieces (done false), then tool calls and counts (done true).
                     text = str(message["content"])

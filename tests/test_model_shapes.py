@@ -119,3 +119,32 @@ def test_the_xml_format_keeps_multiline_values_exactly() -> None:
     reading = reader().read_text(text)
     assert reading.calls[0].arguments == ARGS
     assert reading.calls[0].arguments["new_text"] == NEW
+
+
+# ---------------------------------------------------------------- a run longer than the context window
+def test_a_run_past_the_context_window_compacts_older_outputs_and_finishes(
+        make_repo: Callable[..., Path], sandbox_image: str) -> None:
+    from runner.agent.session import COMPACTED
+
+    files = {**BUGGY, **{f"docs/big{i}.txt": "".join(f"line {n} of a long document {i}\n" for n in range(400))
+                         for i in range(8)}}
+    repo = make_repo("calc", files=files, dirty=False)
+    reads: list[Answer] = [{**tool("read_file", path=f"docs/big{i}.txt"), "count_prompt": True} for i in range(8)]
+    script = [*reads, {**tool("propose_patch", path="src/app.py", old_text="def add(a, b):\n    return a - b",
+                              new_text="def add(a, b):\n    return a + b"), "count_prompt": True},
+              {**tool("apply_patch", patch_id="p1"), "count_prompt": True}, final("fixed add")]
+    with FakeOllama(script) as fake:
+        env = {**os.environ, "MODEL_API_BASE": fake.url, "PHOENIX_ENABLED": "false", "MODEL_NUM_CTX": "4096"}
+        result = subprocess.run([SMOL, "run", "Fix add in src/app.py", "--repo", str(repo), "--json", "--promote",
+                                 "never"], env=env, capture_output=True, text=True, timeout=300,
+                                stdin=subprocess.DEVNULL)
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "completed" and summary["diff"]["files"][0]["path"] == "src/app.py", summary
+    compactions = summary["context_compactions"]
+    assert compactions and all(c["limit"] == 4096 and c["prompt_tokens"] >= 0.75 * 4096 for c in compactions)
+    last = json.dumps(fake.requests[-1]["messages"])
+    assert COMPACTED in last and "Fix add in src/app.py" in last  # older outputs gone, the task kept
+    assert len(last) // 4 < 4096, "the prompt stays inside the window"
+    shown = subprocess.run([SMOL, "runs", "show", summary["run_id"]], capture_output=True, text=True,
+                           env={**os.environ, "PHOENIX_ENABLED": "false"}, check=True).stdout
+    assert f"context compacted {len(compactions)} time(s)" in shown

@@ -75,6 +75,13 @@ def diff_stat(patch: bytes) -> DiffStat:
     return DiffStat([FileStat(c.path, c.added, c.removed, c.binary) for c in line_counts(patch)])
 
 
+COMPACT_AT = 0.75
+"""Share of MODEL_NUM_CTX the last prompt may fill before older tool outputs are compacted."""
+KEEP_RECENT = 2
+"""Latest tool outputs kept whole."""
+COMPACTED = "[compacted: an older tool output was dropped to fit the context window]"
+
+
 class AgentSession:
     def __init__(
         self,
@@ -158,6 +165,7 @@ class AgentSession:
 
         if not isinstance(step, ActionStep):
             return
+        self._compact(step)
         thought = (step.model_output or "").strip() if isinstance(step.model_output, str) else ""
         if thought and not thought.startswith("{") and not self.state.watching_text():  # else it streamed live
             self.progress(f"model: {thought.splitlines()[0][:160]}")
@@ -170,6 +178,26 @@ class AgentSession:
                 self.state.stop(f"{self._bad_outputs} steps in a row produced unusable tool calls ({message})")
         else:
             self._bad_outputs = 0
+
+    def _compact(self, step: Any) -> None:
+        """Before Ollama silently cuts the start of the conversation (the task!), drop the bodies of older tool
+        outputs: the task, the model's own calls and the latest KEEP_RECENT observations stay."""
+        from smolagents.memory import ActionStep
+
+        used = step.token_usage.input_tokens if step.token_usage else 0
+        limit = self.settings.model_num_ctx
+        if used < COMPACT_AT * limit:
+            return
+        older = [s for s in self.agent.memory.steps if isinstance(s, ActionStep)][:-KEEP_RECENT]
+        dropped = 0
+        for old in older:
+            if old.observations and not old.observations.startswith(COMPACTED):
+                dropped += len(old.observations)
+                old.observations = f"{COMPACTED} ({len(old.observations)} characters; run the tool again if needed)"
+        if dropped:
+            self.state.compactions.append({"step": step.step_number, "prompt_tokens": used, "limit": limit,
+                                           "dropped_chars": dropped})
+            self.progress(f"context {used}/{limit} tokens: older tool outputs compacted ({dropped} characters)")
 
     def _report_step(self, step: StepRecord) -> None:
         arguments = ", ".join(f"{k}={_short(v)}" for k, v in step.arguments.items())
@@ -193,6 +221,7 @@ class AgentSession:
             "approvals": [a.__dict__ for a in self.state.approvals],
             "model_errors": list(self.state.model_errors),
             "output_repairs": len(self.state.output_repairs),
+            "context_compactions": list(self.state.compactions),
             "sandbox": self.sandbox.info.to_dict(),
             "duration_s": round(outcome.duration_s, 3),
         }

@@ -86,6 +86,8 @@ class RunState:
         self.approvals: list[ApprovalRecord] = []
         self.model_errors: list[str] = []
         self.output_repairs: list[list[str]] = []
+        self.compactions: list[dict[str, int]] = []
+        """When older tool outputs were dropped to fit the context window (session._compact)."""
         """Per model answer that needed reading (runner.agent.reader): what was repaired."""
         self.last_tests: TestOutcome | None = None
         self.stop_reason: str | None = None

@@ -102,6 +102,10 @@ def runs_show(run_id: str, as_json: bool, trace: bool) -> None:
     for approval in record.approvals:
         click.echo(f"  approval: {approval['kind']} {clean(approval['subject'])} -> {approval['outcome']} "
                    f"({approval['scope']})")
+    compactions = (record.summary or {}).get("context_compactions")
+    if compactions:
+        click.echo(f"context compacted {len(compactions)} time(s): older tool outputs were dropped to stay within "
+                   f"MODEL_NUM_CTX ({compactions[-1]['limit']} tokens)")
     repairs = (record.summary or {}).get("output_repairs")
     if repairs:
         click.echo(f"output repairs: {repairs} (answers of the model that needed reading; see --json)")
