@@ -471,10 +471,6 @@ def test_an_edit_during_re_verification_is_never_lost(repo: Path, docker_client:
         assert_tree(repo, before, {"src/app.py": FIXED_APP + "\n\nMINE = 1\n"})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a user's save of gen/c.txt while smol writes gen/a.txt is overwritten: apply_plan in runner/promote/apply.py "
-    "writes each path's planned bytes without checking that the path still holds the state the plan was made "
-    "from (and its rollback would restore the stale backup over the user's bytes too)"))
 def test_an_edit_during_the_write_is_never_lost(gen_run: tuple[Path, str, dict[str, str]]) -> None:
     repo, run_id, before = gen_run
     pause = WritePause(repo / "gen", ".a.txt.smol-tmp")
@@ -572,11 +568,6 @@ def test_an_interrupt_during_the_write_rolls_back_every_written_file(gen_run: tu
     promote_later(run_id, repo, before, GEN_CHANGE)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "an interrupt during the write leaves smol's temporary copy (gen/.b.txt.smol-tmp) in the user's tree: _write "
-    "in runner/promote/apply.py never removes its temporary when the write fails, and since b3fa33b the rollback's "
-    "re-write no longer replaces a leftover of that name either (it takes .smol-tmp1); _write should unlink its "
-    "own temporary on any exception"))
 def test_an_interrupted_write_leaves_no_temporary_file(gen_run: tuple[Path, str, dict[str, str]]) -> None:
     repo, run_id, before = gen_run
     code, printed = _interrupt_the_write(repo, run_id, signal.SIGINT, ".b.txt.smol-tmp")
@@ -585,10 +576,6 @@ def test_an_interrupted_write_leaves_no_temporary_file(gen_run: tuple[Path, str,
     assert tree_fingerprint(repo) == before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a second Ctrl-C while smol rolls back an interrupted write aborts the rollback half-way: _rollback in "
-    "runner/promote/apply.py has already unlinked gen/a.txt when the interrupt lands in its re-write, so the "
-    "user's file is gone (and the CLI says the tree is unchanged); the rollback must not be interruptible"))
 def test_a_second_interrupt_during_the_rollback_still_leaves_the_tree_untouched(
         gen_run: tuple[Path, str, dict[str, str]]) -> None:
     repo, run_id, before = gen_run
@@ -766,9 +753,6 @@ def test_copy_mode_through_the_cli_keeps_its_baseline_and_the_host(make_repo: Ca
     assert tree_fingerprint(repo) == before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "`smol exec` without --json never names what it left out under a .git spelling or nested repo: left_out_lines "
-    "in runner/cli/app.py prints the 'ignored' and 'special' categories but not left_out['git'] (--json has it)"))
 def test_a_left_out_git_spelling_is_named_on_the_terminal_too(repo: Path, tmp_path: Path) -> None:
     before = tree_fingerprint(repo)
     patch = tmp_path / "out.patch"
@@ -871,11 +855,6 @@ def test_a_passing_command_with_zero_tests_never_auto_applies(make_repo: Callabl
     assert tree_fingerprint(repo) == before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a top-level pytest.py in the change shadows pytest in the re-verification (`python3 -m pytest` puts the "
-    "workspace first on sys.path), fakes '5 passed' and auto-if-verified applies a broken change; "
-    "runs_code_reason in runner/promote/guard.py must flag modules that shadow a test runner (pytest.py, "
-    "pytest/, _pytest/), so they are never applied without an explicit yes"))
 def test_a_module_shadowing_the_test_runner_cannot_verify(repo: Path) -> None:
     fake = "print('=' * 20 + ' 5 passed in 0.01s ' + '=' * 20)\n"
     script = [*edit("pytest.py", "", fake, 1),
@@ -887,10 +866,6 @@ def test_a_module_shadowing_the_test_runner_cannot_verify(repo: Path) -> None:
     assert tree_fingerprint(repo) == before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a new pytest.ini in the change decides which tests the re-verification runs (python_files = check_*.py "
-    "skips the failing suite) and is applied by auto-if-verified without a question; runs_code_reason in "
-    "runner/promote/guard.py flags setup.cfg/tox.ini/pyproject.toml/conftest.py but not pytest.ini"))
 def test_a_test_configuration_in_the_change_cannot_choose_what_verifies(repo: Path) -> None:
     script = [*edit("pytest.ini", "", "[pytest]\npython_files = check_*.py\n", 1),
               *edit("check_ok.py", "", "def test_ok():\n    pass\n", 2),
@@ -995,9 +970,6 @@ def test_escapes_in_a_branch_name_and_commit_message_are_not_printed_raw(repo: P
     assert tree_fingerprint(repo, include_git=False) == before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the model's final answer is printed raw: `answer: {outcome.answer}` in _finish of runner/cli/run.py (and "
-    "`[{status}] {answer}` in runner/cli/chat.py) needs sanitize_for_terminal, as `smol runs show` does"))
 def test_the_models_final_answer_is_not_printed_raw(repo: Path) -> None:
     before = tree_fingerprint(repo)
     result, _ = smol_run(repo, [final(f"done {ESCAPES}")], "--promote", "never", as_json=False)

@@ -179,6 +179,9 @@ def left_out_lines(left_out: dict[str, list[str]]) -> list[str]:
     if left_out.get("special"):
         lines.append(f"left out of the change: FIFOs, sockets or devices a patch cannot carry: "
                      f"{names(left_out['special'])}")
+    if left_out.get("git"):
+        lines.append(f"left out of the change: git metadata (a .git in some spelling, or a nested repository): "
+                     f"{names(left_out['git'])}")
     return lines
 
 

@@ -25,6 +25,7 @@ def chat(ctx: click.Context, repo: Path, patch_out: Path | None, promote_mode: s
     locally (/diff, /undo, /tests, /exit); the session's change is then recorded and goes through the same guarded
     promotion as `smol run`."""
     from runner.agent.checkpoint import Checkpoint
+    from runner.promote.guard import sanitize_for_terminal
 
     if patch_out is not None:
         _check_writable(patch_out)
@@ -62,7 +63,7 @@ def chat(ctx: click.Context, repo: Path, patch_out: Path | None, promote_mode: s
             undone = False
         outcome = session.run(text, reset=outcome is None)
         tasks.append(line.strip())
-        click.echo(f"[{outcome.status}] {outcome.answer or outcome.reason}")
+        click.echo(f"[{outcome.status}] {sanitize_for_terminal(outcome.answer or outcome.reason)}")
     if outcome is not None:
         _conclude(ctx, session, "\n".join(tasks), repo, outcome, patch_out, False, promote_mode, reverify, land,
                   branch)

@@ -87,13 +87,14 @@ def _finish(summary: dict[str, Any], outcome: Any, patch: bytes, patch_out: Path
     summary["patch_out"] = str(patch_out) if patch_out else None
     if not as_json:
         from runner.agent.session import diff_stat
+        from runner.promote.guard import sanitize_for_terminal
 
         click.echo("")
         if summary.get("run_id"):
             click.echo(f"run: {summary['run_id']}")
         click.echo(f"status: {outcome.status}" + (f" ({outcome.reason})" if outcome.reason else ""))
-        if outcome.answer:
-            click.echo(f"answer: {outcome.answer}")
+        if outcome.answer:  # the model's words: escapes and bidi controls neutralised like every other string
+            click.echo(f"answer: {sanitize_for_terminal(outcome.answer)}")
         tools = ", ".join(f"{name} x{count}" for name, count in summary["tools_used"].items()) or "none"
         click.echo(f"steps: {summary['steps']}   tools: {tools}")
         tests = summary["tests"]

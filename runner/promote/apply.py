@@ -10,11 +10,14 @@ off, never in the user's repository and never with --unsafe-paths.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import stat
 import subprocess
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -174,6 +177,7 @@ def apply_plan(repo: Path, plan: Plan, *, after_write: Callable[[str], None] | N
     writes = sorted((c for c in plan.changes if c.after is not None), key=lambda c: c.path.count("/"))
     try:
         for change in deletions:
+            _unchanged_since_plan(repo, change)
             touched.append(change.path)
             _remove(repo, change.path)
             removed_dirs += _prune_empty_parents(repo, change.path)
@@ -181,14 +185,38 @@ def apply_plan(repo: Path, plan: Plan, *, after_write: Callable[[str], None] | N
                 after_write(change.path)
         for change in writes:
             assert change.after is not None
+            _unchanged_since_plan(repo, change)
             touched.append(change.path)
             created_dirs += _make_parents(repo, change.path)
             _write(repo, change.path, change.after)
             if after_write:
                 after_write(change.path)
     except BaseException:
-        _rollback(repo, {path: backups[path] for path in touched}, created_dirs, removed_dirs)
+        with _signals_held():  # a second Ctrl-C must not stop the rollback half-way
+            _rollback(repo, {path: backups[path] for path in touched}, created_dirs, removed_dirs)
         raise
+
+
+def _unchanged_since_plan(repo: Path, change: PlannedChange) -> None:
+    """Right before a path is written: it must still hold what the plan (and the review) saw. A user who saves a
+    file while the change is being written keeps their bytes; the paths already written are rolled back."""
+    if read_state(repo, change.path) != change.current:
+        raise PromotionError(f"{change.path} changed while the change was being written; nothing was written "
+                             "(the files already written were put back)")
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP (delivered when this ends). Only the main thread can: elsewhere, nothing."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @dataclass
@@ -271,19 +299,34 @@ def _write(repo: Path, path: str, state: FileState, *, mode: int | None = None) 
         attempt += 1
         temporary = full.with_name(f".{full.name}.smol-tmp{attempt}")
     owner = _owner_for(full)
-    if state.kind == "symlink":
-        os.symlink(os.fsdecode(state.data), temporary)
-        if owner is not None:
-            os.lchown(temporary, *owner)
-    else:
-        permissions = mode if mode is not None else _file_mode(full, state.executable)
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(state.data)
-        if owner is not None:
-            os.lchown(temporary, *owner)  # before the chmod: a chown clears setuid/setgid, even root's
-        os.chmod(temporary, permissions)
-    os.replace(temporary, full)
+    with _signals_held():  # one file's write is never cut between its open and its rename (a signal waits ms)
+        _replace_with(full, temporary, state, owner, mode)
+
+
+def _replace_with(full: Path, temporary: Path, state: FileState, owner: tuple[int, int] | None,
+                  mode: int | None) -> None:
+    created = False
+    try:
+        if state.kind == "symlink":
+            os.symlink(os.fsdecode(state.data), temporary)
+            created = True
+            if owner is not None:
+                os.lchown(temporary, *owner)
+        else:
+            permissions = mode if mode is not None else _file_mode(full, state.executable)
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            created = True
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(state.data)
+            if owner is not None:
+                os.lchown(temporary, *owner)  # before the chmod: a chown clears setuid/setgid, even root's
+            os.chmod(temporary, permissions)
+        os.replace(temporary, full)
+    except BaseException:
+        if created:  # ours (O_EXCL): never leave it in the user's tree, whatever stopped the write
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+        raise
 
 
 def _owner_for(full: Path) -> tuple[int, int] | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
 from runner.promote.apply import (
@@ -95,10 +95,19 @@ def verify_plan(repo: Path, plan: Plan, settings: Settings) -> Verification:
 
     with DockerSandbox(repo, settings) as box:
         command, source = verification_command(settings, box.list_files("*"))
+        # Deletions first, deepest first, as apply_plan does: a directory that becomes a file must be gone (and
+        # emptied) before the file is written in its place.
+        deleted = sorted((c.path for c in plan.changes if c.after is None), key=lambda p: (-p.count("/"), p))
+        if deleted:
+            box.exec(["rm", "-f", "--", *deleted])
+        emptied = {str(PurePosixPath(path).parent) for path in deleted}
         for change in plan.changes:
             if change.after is None:
-                box.exec(["rm", "-f", "--", change.path])
-            elif change.after.kind == "symlink":
+                continue
+            if change.path in emptied:
+                box.exec(["bash", "-c", '[ -d "$1" ] && [ ! -L "$1" ] && rmdir -p --ignore-fail-on-non-empty -- "$1";'
+                          " true", "rmdir", change.path])
+            if change.after.kind == "symlink":
                 box.exec(["bash", "-c", 'mkdir -p -- "$(dirname -- "$2")" && ln -sfn -- "$1" "$2"', "link",
                           change.after.data.decode("utf-8", "surrogateescape"), change.path])
             else:
@@ -116,27 +125,61 @@ def verify_plan(repo: Path, plan: Plan, settings: Settings) -> Verification:
     return Verification(status, command, verdict.passed, verdict.failed, tail, note, source)
 
 
-def render_diff(patch: bytes, *, color: bool) -> list[str]:
-    import click
+REVIEW_MAX_LINES = 5000
+"""Longest diff printed for review; the rest is named, and the whole patch is in the saved file."""
+_STYLES = {"bold": "\x1b[1m", "cyan": "\x1b[36m", "green": "\x1b[32m", "red": "\x1b[31m"}
 
-    lines = []
+
+def render_diff(patch: bytes, *, color: bool, saved: Path | None = None) -> list[str]:
+    """The diff as review lines: escapes neutralised, binary content summarised (base85 means nothing to a
+    reader and a 10 MB file is 13 MB of it), at most REVIEW_MAX_LINES lines."""
+    lines: list[str] = []
+    in_binary = False
+    hidden = 0  # base85 lines not shown since the last summary
+
+    def style(line: str, name: str) -> str:
+        return f"{_STYLES[name]}{line}\x1b[0m" if color else line
+
+    def flush() -> None:
+        nonlocal hidden
+        if hidden:
+            lines.append(f"    ({hidden} lines of base85 binary data not shown)")
+            hidden = 0
+
     # Lines end at "\n" only: str.splitlines would also break at \r, \v, \f, \x1c-\x1e, \x85, U+2028/9 inside a
     # line's content and print the rest as a line of its own, unprefixed, where it reads as unchanged context.
     for raw in patch.decode("utf-8", errors="replace").removesuffix("\n").split("\n"):
+        if in_binary and not raw.startswith("diff --git"):
+            if raw.startswith(("literal ", "delta ")):
+                flush()
+                lines.append(style(sanitize_for_terminal(raw), "bold"))
+            elif raw:
+                hidden += 1
+            else:
+                flush()
+            continue
+        flush()
+        in_binary = False
         line = sanitize_for_terminal(raw)
-        if not color:
-            lines.append(line)
+        if line.startswith("GIT binary patch"):
+            in_binary = True
+            lines.append(style(line, "bold"))
         elif line.startswith(("diff --git", "index ", "--- ", "+++ ", "new file", "deleted file", "rename ",
-                              "old mode", "new mode", "similarity")):
-            lines.append(click.style(line, bold=True))
+                              "old mode", "new mode", "similarity", "Binary files")):
+            lines.append(style(line, "bold"))
         elif line.startswith("@@"):
-            lines.append(click.style(line, fg="cyan"))
+            lines.append(style(line, "cyan"))
         elif line.startswith("+"):
-            lines.append(click.style(line, fg="green"))
+            lines.append(style(line, "green"))
         elif line.startswith("-"):
-            lines.append(click.style(line, fg="red"))
+            lines.append(style(line, "red"))
         else:
             lines.append(line)
+    flush()
+    if len(lines) > REVIEW_MAX_LINES:
+        hidden = len(lines) - REVIEW_MAX_LINES
+        where = f"; the whole patch is in {saved}" if saved else ""
+        lines = lines[:REVIEW_MAX_LINES] + [f"... {hidden} more lines of the diff not shown here{where}"]
     return lines
 
 
@@ -234,7 +277,7 @@ class Promoter:
         self.store.update(record.id, verification=asdict(verification))
         # The command may come from the repo's own .env (SMOL_TEST_COMMAND), its note from the sandbox.
         self.echo(f"verification: {sanitize_for_terminal(verification.render(), single_line=True)}")
-        for line in render_diff(record.diff, color=self.color):
+        for line in render_diff(record.diff, color=self.color, saved=saved):
             self.echo(line)
 
         accepted = self._decide(mode, report, plan, verification)
@@ -254,7 +297,8 @@ class Promoter:
             return self._finish("refused", f"{error}; nothing was written")
         if not plan.ok:
             return self._finish("conflict", f"the tree changed during review; conflicting files: "
-                                            f"{plan.describe_conflicts()}; nothing was applied", conflicts=plan.conflicts)
+                                            f"{plan.describe_conflicts()}; nothing was applied",
+                                conflicts=plan.conflicts)
         plan.changes = [c for c in plan.changes if c.path in accepted]
         if not plan.changes:
             return self._finish("saved", f"no file was approved; the patch is saved at {saved}")
@@ -321,8 +365,8 @@ class Promoter:
             self.echo(f"  REFUSED {sanitize_for_terminal(finding.path or '(whole change)', single_line=True)}: "
                       f"{finding.reason}")
         for finding in report.flagged:
-            self.echo(f"  NEEDS CONFIRMATION {sanitize_for_terminal(finding.path or '(whole change)', single_line=True)}"
-                      f": {finding.reason}")
+            shown = sanitize_for_terminal(finding.path or "(whole change)", single_line=True)
+            self.echo(f"  NEEDS CONFIRMATION {shown}: {finding.reason}")
 
     def _decide(self, mode: PromoteMode, report: GuardReport, plan: Plan,
                 verification: Verification) -> set[str] | None:

@@ -812,6 +812,13 @@ _BUILD_FILES = frozenset({
     "tox.ini", "noxfile.py", "cargo.toml", "build.rs", "pom.xml", "cmakelists.txt", ".npmrc", ".pypirc",
     ".yarnrc", ".yarnrc.yml", "sitecustomize.py", "usercustomize.py", "gradlew", "mvnw",
 })
+# A change that configures or replaces the test runner chooses what "verified" means: pytest's own config files,
+# and modules that shadow a runner (`python -m pytest` puts the working directory first on sys.path).
+_TEST_RUNNER_FILES = frozenset({"pytest.ini", ".pytest.ini", "pytest.py", "py.py", "pluggy.py", "unittest.py",
+                                "nose.py", "nose2.py", "hypothesis.py", ".mocharc.json", ".mocharc.yml",
+                                ".mocharc.js", "karma.conf.js"})
+_TEST_RUNNER_PREFIXES = ("jest.config.", "vitest.config.", "playwright.config.")
+_TEST_RUNNER_PACKAGES = frozenset({"pytest", "_pytest", "pluggy", "unittest", "nose", "nose2"})
 _AGENT_FILES = frozenset({"agents.md", "claude.md", "gemini.md", ".cursorrules", ".windsurfrules", ".clinerules"})
 _AGENT_DIRS = frozenset({".cursor", ".claude"})
 
@@ -847,6 +854,8 @@ def runs_code_reason(path: str) -> str | None:
         return "agent configuration steers what coding agents do next time"
     if base.startswith(".env"):
         return "environment file: tools (smol itself included) load settings and secrets from it"
+    if base in _TEST_RUNNER_FILES or base.startswith(_TEST_RUNNER_PREFIXES) or parts[0] in _TEST_RUNNER_PACKAGES:
+        return "configures or shadows the test runner: it decides what re-verification counts as passing"
     return None
 
 
