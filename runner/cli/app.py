@@ -65,6 +65,7 @@ class SmolGroup(click.Group):
         # installs no handler of its own: Ctrl-C (or a supervisor's SIGINT) must still stop smol cleanly.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
+            _recover_killed_promotions(ctx)
             return super().invoke(ctx)
         except SmolError as error:
             _fail(ctx, type(error).__name__, str(error), error.exit_code)
@@ -81,6 +82,17 @@ class SmolGroup(click.Group):
                 _fail(ctx, "Terminated", _INTERRUPTED.replace("interrupted", "terminated"), int(stop.code),
                       prefix="smol: ")
             raise
+
+
+def _recover_killed_promotions(ctx: click.Context) -> None:
+    """A promotion killed mid-write (SIGKILL: no handler ran) left a journal: roll it back before anything else,
+    so no command ever starts on a half-written tree. Costs one directory listing when there is none."""
+    words = ctx.meta.get("smol.argv", [])
+    if not words or words[0] in ("--help", "-h", "--version"):
+        return
+    from runner.promote.journal import recover
+
+    recover(lambda message: click.echo(f"smol: {message}", err=True))
 
 
 def _json_flag(help_text: str = "Print one JSON object (errors included) on stdout; never asks for input.") -> Any:

@@ -161,9 +161,6 @@ def apply_plan(repo: Path, plan: Plan, *, after_write: Callable[[str], None] | N
     if not plan.ok:
         raise PromotionError("conflicts in: " + plan.describe_conflicts())
     backups: dict[str, _Backup] = {}
-    touched: list[str] = []
-    created_dirs: list[Path] = []
-    removed_dirs: list[_RemovedDir] = []
     for change in plan.changes:
         full = repo / change.path
         try:
@@ -175,6 +172,19 @@ def apply_plan(repo: Path, plan: Plan, *, after_write: Callable[[str], None] | N
         backups[change.path] = _Backup(read_state(repo, change.path), mtime, mode)
     deletions = sorted((c for c in plan.changes if c.after is None), key=lambda c: -c.path.count("/"))
     writes = sorted((c for c in plan.changes if c.after is not None), key=lambda c: c.path.count("/"))
+    from runner.promote.journal import journaled
+
+    # The journal outlives a SIGKILL: the next smol command rolls such a write back (runner.promote.journal).
+    with journaled(repo, [(c.path, backups[c.path].state, c.after, backups[c.path].mtime_ns, backups[c.path].mode)
+                          for c in plan.changes]):
+        _write_all(repo, deletions, writes, backups, after_write)
+
+
+def _write_all(repo: Path, deletions: list[PlannedChange], writes: list[PlannedChange],
+               backups: dict[str, _Backup], after_write: Callable[[str], None] | None) -> None:
+    touched: list[str] = []
+    created_dirs: list[Path] = []
+    removed_dirs: list[_RemovedDir] = []
     try:
         for change in deletions:
             _unchanged_since_plan(repo, change)
