@@ -190,7 +190,7 @@ class RunRecord:
             "base_state": self.base_state, "model": self.model, "status": self.status, "reason": self.reason,
             "answer": self.answer, "steps": self.steps, "approvals": self.approvals, "summary": self.summary,
             "diff": self.diff.decode("utf-8", errors="replace"), "files": sorted(self.final_files | self.base_files),
-            "verification": self.verification, "promotion": self.promotion, "spans": len(self.spans),
+            "verification": self.verification, "promotion": public_promotion(self.promotion), "spans": len(self.spans),
         }
 
 
@@ -296,3 +296,16 @@ class RunStore:
             verification=json.loads(verification) if verification else None,
             promotion=json.loads(promotion) if promotion else None, spans=json.loads(spans),
         )
+
+
+def public_promotion(promotion: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A promotion as shown (JSON summaries, `runs show --json`): without `written`, the file contents `smol undo`
+    keeps (a 20 MB file would be 55 MB of JSON), in the promotion and in each earlier one."""
+    if promotion is None:
+        return None
+    shown = {key: value for key, value in promotion.items() if key != "written"}
+    if "earlier" in shown:
+        shown["earlier"] = [public_promotion(entry) for entry in shown["earlier"]]
+    if "written" in promotion:
+        shown["written_files"] = [entry["path"] for entry in promotion["written"]]
+    return shown

@@ -237,6 +237,9 @@ def test_interactive_review_file_by_file(repo: Path) -> None:
     decisions = [(d["what"], d["outcome"], d["by"]) for d in promotion["decisions"]]
     assert decisions == [("the change", "f", "user"), ("file NOTES.md", "n", "user"), ("file src/app.py", "y", "user")]
     assert all(d["at"] > 0 for d in promotion["decisions"])
+    # The file skipped in the review is named, in the record and on the terminal.
+    assert promotion["skipped"] == ["NOTES.md"] and promotion["files"] == ["src/app.py"]
+    assert b"not applied (skipped in the review): NOTES.md" in term.output
 
 
 def test_a_rejection_is_recorded_as_such(repo: Path) -> None:

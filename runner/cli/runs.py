@@ -147,6 +147,17 @@ def promote(ctx: click.Context, run_id: str, promote_mode: str | None, reverify:
 
 @main.command()
 @click.argument("run_id")
+def undo(run_id: str) -> None:
+    """Take back what the promotion of RUN_ID (or `last`) wrote to your working tree: every file returns to what it
+    was, all or nothing; refused, with nothing written, where a file changed since."""
+    from runner.promote.flow import undo as undo_promotion
+
+    store = _store()
+    undo_promotion(_get_run(store, run_id), store, click.echo)
+
+
+@main.command()
+@click.argument("run_id")
 @click.pass_context
 def replay(ctx: click.Context, run_id: str) -> None:
     """Re-run a recorded run's tool calls in a fresh sandbox, without a model, and compare the diffs."""

@@ -130,6 +130,56 @@ REVIEW_MAX_LINES = 5000
 _STYLES = {"bold": "\x1b[1m", "cyan": "\x1b[36m", "green": "\x1b[32m", "red": "\x1b[31m"}
 
 
+def written_states(plan: Plan) -> list[dict[str, Any]]:
+    """What a promotion wrote, path by path (before and after), so `smol undo` can take exactly that back."""
+    from runner.promote.journal import _encode
+
+    return [{"path": c.path, "before": _encode(c.current), "after": _encode(c.after)} for c in plan.changes]
+
+
+def undo(record: RunRecord, store: RunStore, echo: Echo) -> dict[str, Any]:
+    """Take back what the promotion of `record` wrote to the working tree, all or nothing: refused, with nothing
+    written, when a file it wrote has changed since (it is someone's work now)."""
+    from runner.promote.apply import Plan, PlannedChange, apply_plan, read_state
+    from runner.promote.journal import _decode
+
+    promotion = record.promotion or {}
+    applied = _last_applied(promotion)
+    if applied is None:
+        raise PromotionError(f"run {record.id} has no applied promotion to undo (its promotion: "
+                             f"{promotion.get('outcome', 'none')}); `smol runs show {record.id}` shows it")
+    repo = Path(record.repo)
+    plan = Plan()
+    changed = []
+    for entry in applied["written"]:
+        before, after = _decode(entry["before"]), _decode(entry["after"])
+        if read_state(repo, entry["path"]) != after:
+            changed.append(entry["path"])
+        plan.changes.append(PlannedChange(entry["path"], after, before))
+    if changed:
+        shown = ", ".join(sanitize_for_terminal(p, single_line=True) for p in changed[:10])
+        raise PromotionError(f"cannot undo run {record.id}: changed since it was applied: {shown}; nothing was "
+                             "written")
+    apply_plan(repo, plan)
+    undone = {**{k: v for k, v in promotion.items() if k != "written"}, "outcome": "undone", "at": time.time(),
+              "detail": f"{len(plan.changes)} file(s) put back as they were before the promotion"}
+    undone["earlier"] = [*promotion.get("earlier", []), {k: v for k, v in promotion.items() if k != "earlier"}]
+    store.update(record.id, promotion=undone)
+    echo(f"undo: {undone['detail']}")
+    return undone
+
+
+def _last_applied(promotion: dict[str, Any]) -> dict[str, Any] | None:
+    """The newest promotion that wrote the working tree, unless it was undone since (later outcomes such as
+    "already applied" or "saved" do not hide it)."""
+    for entry in [promotion, *reversed(promotion.get("earlier", []))]:
+        if entry.get("outcome") == "undone":
+            return None
+        if entry.get("outcome") == "applied":
+            return entry if "written" in entry else None
+    return None
+
+
 def render_diff(patch: bytes, *, color: bool, saved: Path | None = None) -> list[str]:
     """The diff as review lines: escapes neutralised, binary content summarised (base85 means nothing to a
     reader and a 10 MB file is 13 MB of it), at most REVIEW_MAX_LINES lines."""
@@ -223,11 +273,20 @@ class Promoter:
         promotion = {"outcome": outcome, "detail": detail, "at": time.time(), "decisions": self.decisions, **extra}
         if self.verification is not None:
             promotion["verification"] = asdict(self.verification)
+        previous = self.record.promotion
+        if previous:  # an earlier promotion of this run stays on record: outcomes are added, never overwritten
+            earlier = list(previous.get("earlier", []))
+            earlier.append({key: value for key, value in previous.items() if key != "earlier"})
+            promotion["earlier"] = earlier
         self.store.update(self.record.id, promotion=promotion)
         # The detail names files, a branch, the task's words: never raw on the terminal.
         shown = sanitize_for_terminal(detail, single_line=True)
         self.echo(f"promotion: {outcome}" + (f" — {shown}" if detail else ""))
-        return promotion
+        from runner.records import public_promotion
+
+        public = public_promotion(promotion)
+        assert public is not None
+        return public
 
     def run(self, mode: PromoteMode, *, reverify: bool = True, land: str = "worktree",
             branch: str | None = None) -> dict[str, Any]:
@@ -262,6 +321,9 @@ class Promoter:
         if not plan.ok:
             return self._finish("conflict", f"conflicting files: {plan.describe_conflicts()}; nothing was applied, "
                                             f"the patch is saved at {saved}", conflicts=plan.conflicts)
+        if not plan.changes and plan.already_applied and land != "branch":
+            return self._finish("already applied", f"every file already holds this change "
+                                                   f"({len(plan.already_applied)} file(s)); nothing was written")
         refusal = self._landing_refusal(land, plan)
         if refusal:
             return self._finish("refused", f"{refusal}; nothing was written, the patch is saved at {saved}")
@@ -299,9 +361,10 @@ class Promoter:
             return self._finish("conflict", f"the tree changed during review; conflicting files: "
                                             f"{plan.describe_conflicts()}; nothing was applied",
                                 conflicts=plan.conflicts)
+        skipped = sorted(c.path for c in plan.changes if c.path not in accepted)
         plan.changes = [c for c in plan.changes if c.path in accepted]
         if not plan.changes:
-            return self._finish("saved", f"no file was approved; the patch is saved at {saved}")
+            return self._finish("saved", f"no file was approved; the patch is saved at {saved}", skipped=skipped)
         refusal = self._landing_refusal(land, plan)
         if refusal:
             return self._finish("refused", f"{refusal}; nothing was written, the patch is saved at {saved}")
@@ -324,7 +387,12 @@ class Promoter:
         detail = f"{len(plan.changes)} file(s) written to the working tree"
         if merged:
             detail += f" ({len(merged)} merged three-way: {', '.join(merged)})"
-        return self._finish("applied", detail, files=[c.path for c in plan.changes], merged=merged)
+        if skipped:
+            detail += "; not applied (skipped in the review): " + ", ".join(
+                sanitize_for_terminal(path, single_line=True) for path in skipped)
+        detail += f"; `smol undo {record.id}` takes it back"
+        return self._finish("applied", detail, files=[c.path for c in plan.changes], merged=merged,
+                            skipped=skipped, written=written_states(plan))
 
     def _plan(self, land: str, final_files: dict[str, FileState | None]) -> tuple[Plan, str | None]:
         """The write plan. A branch commit is planned against HEAD, not the working tree, so that it holds HEAD
