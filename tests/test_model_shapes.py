@@ -148,3 +148,11 @@ def test_a_run_past_the_context_window_compacts_older_outputs_and_finishes(
     shown = subprocess.run([SMOL, "runs", "show", summary["run_id"]], capture_output=True, text=True,
                            env={**os.environ, "PHOENIX_ENABLED": "false"}, check=True).stdout
     assert f"context compacted {len(compactions)} time(s)" in shown
+
+
+def test_prose_that_announces_a_step_is_not_taken_as_the_final_answer() -> None:
+    for plan in ("Let me read src/app.py first.", "I'll run the tests now.", "First I need to see the failing test."):
+        with pytest.raises(ReadError, match="called no tool"):
+            reader().read_text(plan)
+    done = reader().read_text("Fixed: add() now adds, and both tests pass.")
+    assert done.calls[0].name == "final_answer"

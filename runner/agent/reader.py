@@ -34,6 +34,9 @@ _TOOL_CALL_TAG = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
 _FUNCTION_XML = re.compile(r"<function=([\w.\-]+)>(.*?)</function>", re.S)
 _PARAMETER_XML = re.compile(r"<parameter=([\w\-]+)>\n?(.*?)\n?</parameter>", re.S)
 _FENCE = re.compile(r"```[a-zA-Z]*\n(.*?)```", re.S)
+# Prose that announces a next step (and so is no final answer), in the words small models use for it.
+_ANNOUNCES = re.compile(r"\b(let me|let's|i will|i'll|i am going to|i'm going to|i need to|i should|next,? i|"
+                        r"first,? i|now i|i must|i would like to)\b", re.I)
 
 
 class ReadError(ValueError):
@@ -158,6 +161,11 @@ class OutputReader:
                 repairs.append(f"{len(calls)} calls in one message")
             return Reading(calls, repairs)
         if text and not text.lstrip().startswith(("{", "[", "<")):
+            if _ANNOUNCES.search(text):
+                # "Let me read the file first." is a plan, not an answer: ending the run on it would waste the task.
+                raise ReadError("you wrote what you will do but called no tool: call it now, e.g. "
+                                '{"name": "read_file", "arguments": {"path": "src/app.py"}}, or finish with '
+                                "final_answer")
             # Prose and no call: small models give their final answer this way.
             return Reading([ReadCall(self.final_tool, {"answer": content.strip()})], ["final answer as prose"])
         raise ReadError("no tool call could be read. Answer with one call, e.g. "
