@@ -90,9 +90,12 @@ def _recover_killed_promotions(ctx: click.Context) -> None:
     words = ctx.meta.get("smol.argv", [])
     if not words or words[0] in ("--help", "-h", "--version"):
         return
-    from runner.promote.journal import recover
+    from runner.promote.journal import journal_dir, recover
 
-    recover(lambda message: click.echo(f"smol: {message}", err=True))
+    try:
+        recover(lambda message: click.echo(f"smol: {message}", err=True))
+    except OSError as error:  # an unreadable state directory must not stop every command
+        click.echo(f"smol: warning: could not check {journal_dir()} for interrupted promotions ({error})", err=True)
 
 
 def _json_flag(help_text: str = "Print one JSON object (errors included) on stdout; never asks for input.") -> Any:
