@@ -150,7 +150,7 @@ def promote(ctx: click.Context, run_id: str, promote_mode: str | None, reverify:
 def undo(run_id: str) -> None:
     """Take back what the promotion of RUN_ID (or `last`) wrote to your working tree: every file returns to what it
     was, all or nothing; refused, with nothing written, where a file changed since."""
-    from runner.promote.flow import undo as undo_promotion
+    from runner.promote.undo import undo as undo_promotion
 
     store = _store()
     undo_promotion(_get_run(store, run_id), store, click.echo)

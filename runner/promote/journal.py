@@ -26,13 +26,13 @@ def journal_dir() -> Path:
     return default_db_path().parent / "journal"
 
 
-def _encode(state: FileState | None) -> dict[str, Any] | None:
+def encode_state(state: FileState | None) -> dict[str, Any] | None:
     if state is None:
         return None
     return {"kind": state.kind, "data": base64.b64encode(state.data).decode(), "executable": state.executable}
 
 
-def _decode(value: dict[str, Any] | None) -> FileState | None:
+def decode_state(value: dict[str, Any] | None) -> FileState | None:
     if value is None:
         return None
     return FileState(kind=value["kind"], data=base64.b64decode(value["data"]), executable=value["executable"])
@@ -47,7 +47,7 @@ def journaled(repo: Path, changes: list[tuple[str, FileState | None, FileState |
     directory = private_dir(journal_dir())
     path = directory / f"{uuid.uuid4().hex}.json"
     entry = {"repo": str(repo), "pid": os.getpid(), "boot": _boot_id(),
-             "changes": [{"path": p, "before": _encode(b), "after": _encode(a), "times": t, "mode": m}
+             "changes": [{"path": p, "before": encode_state(b), "after": encode_state(a), "times": t, "mode": m}
                          for p, b, a, t, m in changes]}
     write_private(path, json.dumps(entry).encode())
     try:
@@ -95,7 +95,7 @@ def recover(report: Callable[[str], None]) -> int:
         restored, kept = 0, []
         for change in reversed(entry["changes"]):
             name = change["path"]
-            before, after = _decode(change["before"]), _decode(change["after"])
+            before, after = decode_state(change["before"]), decode_state(change["after"])
             _remove_our_temporaries(repo / name, after)
             try:
                 current = read_state(repo, name)
