@@ -26,30 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import UsageError
+from runner.migrations import migrate
 from runner.sandbox.base import FileState
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    created_at REAL NOT NULL,
-    task TEXT NOT NULL,
-    repo TEXT NOT NULL,
-    base_state TEXT NOT NULL,
-    model TEXT NOT NULL,
-    status TEXT NOT NULL,
-    reason TEXT NOT NULL DEFAULT '',
-    answer TEXT NOT NULL DEFAULT '',
-    steps TEXT NOT NULL DEFAULT '[]',
-    approvals TEXT NOT NULL DEFAULT '[]',
-    summary TEXT NOT NULL DEFAULT '{}',
-    diff BLOB NOT NULL DEFAULT x'',
-    files TEXT NOT NULL DEFAULT '{}',
-    verification TEXT,
-    promotion TEXT,
-    spans TEXT NOT NULL DEFAULT '[]'
-);
-CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at);
-"""
 
 
 def default_db_path() -> Path:
@@ -152,14 +130,8 @@ def _private_database(path: Path) -> None:
             os.close(fd)
 
 
-def _encode_states(states: dict[str, FileState | None]) -> dict[str, Any]:
-    return {path: None if s is None else {"kind": s.kind, "data": s.data.hex(), "executable": s.executable}
-            for path, s in states.items()}
-
-
-def _decode_states(data: dict[str, Any]) -> dict[str, FileState | None]:
-    return {path: None if s is None else FileState(s["kind"], bytes.fromhex(s["data"]), s["executable"])
-            for path, s in data.items()}
+_COLUMNS = ("id", "created_at", "task", "repo", "base_state", "model", "status", "reason", "answer", "steps",
+            "approvals", "summary", "diff", "verification", "promotion", "spans")
 
 
 @dataclass
@@ -203,31 +175,41 @@ class RunStore:
         self.path = Path(path) if path else default_db_path()
         private_dir(self.path.parent, tighten=self.path.parent == default_db_path().parent)
         _private_database(self.path)
-        with self._connect() as db:
-            db.executescript(SCHEMA)
+        migrate(str(self.path))
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         db = sqlite3.connect(self.path, timeout=30)
+        db.row_factory = sqlite3.Row
         try:
             db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA foreign_keys=ON")
             yield db
             db.commit()
         finally:
             db.close()
 
     def save(self, record: RunRecord) -> None:
-        files = {"base": _encode_states(record.base_files), "final": _encode_states(record.final_files)}
+        row = {
+            "id": record.id, "created_at": record.created_at, "task": record.task, "repo": record.repo,
+            "base_state": json.dumps(record.base_state), "model": record.model, "status": record.status,
+            "reason": record.reason, "answer": record.answer, "steps": json.dumps(record.steps, default=str),
+            "approvals": json.dumps(record.approvals, default=str), "summary": json.dumps(record.summary, default=str),
+            "diff": record.diff,
+            "verification": json.dumps(record.verification) if record.verification is not None else None,
+            "promotion": json.dumps(record.promotion) if record.promotion is not None else None,
+            "spans": json.dumps(record.spans, default=str),
+        }
+        files = [(record.id, side, path, None if state is None else state.kind,
+                  None if state is None else state.data, int(state is not None and state.executable))
+                 for side, states in (("base", record.base_files), ("final", record.final_files))
+                 for path, state in states.items()]
         with self._connect() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (record.id, record.created_at, record.task, record.repo, json.dumps(record.base_state),
-                 record.model, record.status, record.reason, record.answer, json.dumps(record.steps, default=str),
-                 json.dumps(record.approvals, default=str), json.dumps(record.summary, default=str), record.diff,
-                 json.dumps(files), json.dumps(record.verification) if record.verification is not None else None,
-                 json.dumps(record.promotion) if record.promotion is not None else None,
-                 json.dumps(record.spans, default=str)),
-            )
+            db.execute(f"INSERT OR REPLACE INTO runs ({', '.join(_COLUMNS)}) "
+                       f"VALUES ({', '.join(':' + column for column in _COLUMNS)})", row)
+            db.execute("DELETE FROM run_files WHERE run_id = ?", (record.id,))
+            db.executemany("INSERT INTO run_files (run_id, side, path, kind, data, executable) VALUES (?,?,?,?,?,?)",
+                           files)
 
     _UPDATABLE = frozenset({"verification", "promotion", "spans"})
     """What changes after a run is saved; the rest of a record (its diff and file states) is written once."""
@@ -266,9 +248,9 @@ class RunStore:
                                      "more of the id")
                 if ids:
                     row = db.execute("SELECT * FROM runs WHERE id = ?", (ids[0],)).fetchone()
-        if row is None:
-            raise UsageError(f"no run matches {run_id!r}: `smol runs list` shows the run ids")
-        return self._record(row)
+            if row is None:
+                raise UsageError(f"no run matches {run_id!r}: `smol runs list` shows the run ids")
+            return self._record(db, row)
 
     def list(self, limit: int = 50, *, repo: str | None = None, status: str | None = None) -> list[RunRecord]:
         """The newest runs first; `repo` and `status` filter by exact value."""
@@ -281,20 +263,22 @@ class RunStore:
         with self._connect() as db:
             rows = db.execute(f"SELECT * FROM runs {clause}ORDER BY created_at DESC LIMIT ?",
                               (*values, limit)).fetchall()
-        return [self._record(row) for row in rows]
+            return [self._record(db, row) for row in rows]
 
     @staticmethod
-    def _record(row: tuple[Any, ...]) -> RunRecord:
-        (run_id, created_at, task, repo, base_state, model, status, reason, answer, steps, approvals, summary,
-         diff, files, verification, promotion, spans) = row
-        decoded = json.loads(files)
+    def _record(db: sqlite3.Connection, row: sqlite3.Row) -> RunRecord:
+        states: dict[str, dict[str, FileState | None]] = {"base": {}, "final": {}}
+        for side, path, kind, data, executable in db.execute(
+                "SELECT side, path, kind, data, executable FROM run_files WHERE run_id = ?", (row["id"],)):
+            states[side][path] = None if kind is None else FileState(kind, bytes(data), bool(executable))
         return RunRecord(
-            id=run_id, created_at=created_at, task=task, repo=repo, base_state=json.loads(base_state), model=model,
-            status=status, reason=reason, answer=answer, steps=json.loads(steps), approvals=json.loads(approvals),
-            summary=json.loads(summary), diff=bytes(diff), base_files=_decode_states(decoded.get("base", {})),
-            final_files=_decode_states(decoded.get("final", {})),
-            verification=json.loads(verification) if verification else None,
-            promotion=json.loads(promotion) if promotion else None, spans=json.loads(spans),
+            id=row["id"], created_at=row["created_at"], task=row["task"], repo=row["repo"],
+            base_state=json.loads(row["base_state"]), model=row["model"], status=row["status"], reason=row["reason"],
+            answer=row["answer"], steps=json.loads(row["steps"]), approvals=json.loads(row["approvals"]),
+            summary=json.loads(row["summary"]), diff=bytes(row["diff"]), base_files=states["base"],
+            final_files=states["final"],
+            verification=json.loads(row["verification"]) if row["verification"] else None,
+            promotion=json.loads(row["promotion"]) if row["promotion"] else None, spans=json.loads(row["spans"]),
         )
 
 
