@@ -46,7 +46,7 @@ class LiveStatus:
         self._wake.set()
 
     def _show_text(self, text: str) -> None:
-        from runner.promote.guard import sanitize_for_terminal
+        from runner.textsafe import sanitize_for_terminal
 
         if not self._interactive or not text:
             return

@@ -12,7 +12,7 @@ from runner.agent.approval import ApprovalGate, Asker
 from runner.agent.prompt import prompt_templates
 from runner.agent.state import RunState, StepRecord
 from runner.agent.tools import ToolContext, build_tools
-from runner.promote.guard import sanitize_for_terminal
+from runner.textsafe import sanitize_for_terminal
 
 if TYPE_CHECKING:
     from smolagents import Model

@@ -78,7 +78,7 @@ def config_command(repo: Path, as_json: bool) -> None:
     """The effective settings, where each comes from (flag, environment, your config file, a repo's .env,
     default), and every repo setting that was ignored because it would loosen containment."""
     from runner.config import explain_settings
-    from runner.promote.guard import sanitize_for_terminal
+    from runner.textsafe import sanitize_for_terminal
 
     rows, warnings = explain_settings(repo)
     if as_json:

@@ -182,7 +182,7 @@ def main() -> None:
 
 def left_out_lines(left_out: dict[str, list[str]]) -> list[str]:
     """What the change does not carry, said once, so nothing the sandbox made vanishes without a word."""
-    from runner.promote.guard import sanitize_for_terminal
+    from runner.textsafe import sanitize_for_terminal
 
     def names(paths: list[str]) -> str:
         return ", ".join(sanitize_for_terminal(path, single_line=True) for path in paths[:10]) + \

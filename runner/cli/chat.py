@@ -25,7 +25,7 @@ def chat(ctx: click.Context, repo: Path, patch_out: Path | None, promote_mode: s
     locally (/diff, /undo, /tests, /exit); the session's change is then recorded and goes through the same guarded
     promotion as `smol run`."""
     from runner.agent.checkpoint import Checkpoint
-    from runner.promote.guard import sanitize_for_terminal
+    from runner.textsafe import sanitize_for_terminal
 
     if patch_out is not None:
         _check_writable(patch_out)
@@ -124,7 +124,7 @@ def _read_line(prompt: str) -> str | None:
 def _chat_command(text: str, session: Any) -> None:
     """A slash command, handled here: never sent to the model."""
     from runner.agent.session import diff_stat
-    from runner.promote.guard import sanitize_for_terminal
+    from runner.textsafe import sanitize_for_terminal
 
     word = text.split()[0]
     if word == "/help":

@@ -87,7 +87,7 @@ def _finish(summary: dict[str, Any], outcome: Any, patch: bytes, patch_out: Path
     summary["patch_out"] = str(patch_out) if patch_out else None
     if not as_json:
         from runner.agent.session import diff_stat
-        from runner.promote.guard import sanitize_for_terminal
+        from runner.textsafe import sanitize_for_terminal
 
         click.echo("")
         if summary.get("run_id"):

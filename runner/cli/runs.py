@@ -48,7 +48,7 @@ def runs() -> None:
 def runs_list(as_json: bool, limit: int, repo: Path | None, status: str | None) -> None:
     """The most recent runs, newest first."""
     from runner.gitroot import find_root
-    from runner.promote.guard import sanitize_for_terminal
+    from runner.textsafe import sanitize_for_terminal
 
     # Not checked for existence: the runs of a repo since deleted or moved are still listed.
     where = str(find_root(repo)[0]) if repo is not None else None
@@ -76,7 +76,7 @@ def runs_list(as_json: bool, limit: int, repo: Path | None, status: str | None) 
 @click.option("--trace", is_flag=True, help="Draw the run's trace tree (no Phoenix needed).")
 def runs_show(run_id: str, as_json: bool, trace: bool) -> None:
     """One run (RUN_ID, a unique part of it, or `last`): task, steps, approvals, verification, promotion, diff."""
-    from runner.promote.guard import sanitize_for_terminal
+    from runner.textsafe import sanitize_for_terminal
 
     record = _get_run(_store(), run_id)
     if as_json:

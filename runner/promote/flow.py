@@ -23,8 +23,9 @@ from runner.promote.apply import (
     make_plan,
 )
 from runner.promote.derive import PatchMismatchError, derive_final, first_disagreement
-from runner.promote.guard import GuardReport, guard, parse_patch, sanitize_for_terminal, summarize
+from runner.promote.guard import GuardReport, guard, parse_patch, summarize
 from runner.sandbox.base import FileState
+from runner.textsafe import sanitize_for_terminal
 
 if TYPE_CHECKING:
     from runner.config import Settings

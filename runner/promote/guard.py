@@ -35,6 +35,9 @@ from pathlib import Path
 from typing import Literal
 
 from runner.errors import SmolError
+from runner.textsafe import has_unsafe_name_chars as _has_unsafe_name_chars
+from runner.textsafe import one_line as _show
+from runner.textsafe import sanitize_for_terminal
 
 REGULAR = "100644"
 EXECUTABLE = "100755"
@@ -101,49 +104,6 @@ class GuardReport:
     def ok(self) -> bool:
         """True when nothing is refused (flagged files still need an explicit confirmation each)."""
         return not self.refused
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Terminal safety
-# --------------------------------------------------------------------------------------------------------------
-
-# C0 controls except \t and \n, DEL, C1 controls (0x9b is a one-byte CSI, 0x9d a one-byte OSC), the bidi
-# controls that reorder what a reviewer sees (Trojan Source), the Unicode line/paragraph separators some
-# terminals break lines on, and lone surrogates (surrogate-escaped non-UTF-8 bytes: printing them would raise).
-_UNSAFE_CLASS = ("\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
-                 "\u2028\u2029\ud800-\udfff")
-_UNSAFE = re.compile(f"[{_UNSAFE_CLASS}]")
-_UNSAFE_SINGLE_LINE = re.compile(f"[\t\n{_UNSAFE_CLASS}]")
-
-
-def _escape_char(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    if 0xDC80 <= code <= 0xDCFF:
-        return f"\\x{code - 0xDC00:02x}"  # a surrogate-escaped raw byte: show the byte itself
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}"
-
-
-def sanitize_for_terminal(text: str, *, single_line: bool = False) -> str:
-    """`text` with every character that could drive or deceive a terminal replaced by a visible escape.
-
-    ESC (and with it every CSI/OSC/DCS sequence, which cannot start without it or its C1 form), the other C0/C1
-    controls, DEL, bidi controls and line separators become `\\x1b`, `\\u202e`, ...; tabs and newlines are kept
-    unless `single_line` is set (use it for file names and anything printed on one line: a newline in a name
-    could otherwise forge a whole line of output).
-    """
-    pattern = _UNSAFE_SINGLE_LINE if single_line else _UNSAFE
-    return pattern.sub(_escape_char, text)
-
-
-def _has_unsafe_name_chars(path: str) -> bool:
-    # Surrogates (non-UTF-8 bytes) are only a display matter; controls and bidi in a name are deception.
-    return any(_UNSAFE_SINGLE_LINE.match(ch) and not 0xD800 <= ord(ch) <= 0xDFFF for ch in path)
-
-
-def _show(text: str | None) -> str:
-    return sanitize_for_terminal(text or "", single_line=True)
 
 
 # --------------------------------------------------------------------------------------------------------------

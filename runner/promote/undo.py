@@ -8,8 +8,8 @@ from typing import Any
 
 from runner.promote.apply import Plan, PromotionError
 from runner.promote.flow import Echo
-from runner.promote.guard import sanitize_for_terminal
 from runner.records import RunRecord, RunStore
+from runner.textsafe import sanitize_for_terminal
 
 
 def written_states(plan: Plan) -> list[dict[str, Any]]:
