@@ -87,3 +87,7 @@ class SandboxPathError(SandboxError):
     """A path given to the sandbox escapes the repository."""
 
     exit_code = ExitCode.USAGE
+
+
+class EnvSetupError(ImageError):
+    """A repo's prepared environment could not be built (its set-up phase failed, or uv could not be fetched)."""
