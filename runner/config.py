@@ -150,6 +150,23 @@ class Settings(BaseSettings):
     sandbox_max_diff_bytes: ByteSize = 256 * 1024**2
     """Largest diff the sandbox hands back; a larger change is refused, never truncated."""
 
+    # --- prepared environments (the set-up phase) -------------------------------------------
+    smol_env_setup: Literal["ask", "allow", "deny"] = "ask"
+    """Whether a repo's environment may be prepared: its dependencies installed, with network, by its own install
+    scripts in a set-up container. ask: on a terminal, the first time for each repo (elsewhere never, with one line
+    naming `smol env build`); allow: whenever one is missing (batch, CI); deny: never. A repo's own files can only
+    set deny."""
+    smol_env_wheelhouse: str = ""
+    """A directory of wheels (and uv's wheel): the set-up phase then has no network at all and installs only from
+    it, mounted read-only (air-gapped machines)."""
+    smol_env_index_url: str = ""
+    """Python package index of the set-up phase; empty means UV_INDEX_URL or PIP_INDEX_URL, else PyPI."""
+    smol_env_ca_bundle: str = ""
+    """CA bundle the set-up phase trusts (TLS-intercepting proxies); empty means SSL_CERT_FILE, else the host's
+    /etc/ssl/certs/ca-certificates.crt."""
+    smol_env_setup_timeout: float = Field(1800.0, gt=0)
+    """Wall-clock limit of one set-up phase, in seconds."""
+
     @field_validator("model_id")
     @classmethod
     def _provider_prefix(cls, value: str) -> str:
@@ -226,6 +243,12 @@ REPO_FILE_RULES: dict[str, tuple[str, str]] = {
     "sandbox_env_allowlist":     (SUBSET,  "each name passes a host variable (a secret) into the sandbox"),
     "sandbox_uid":               (FIXED,   "decides who the sandbox's processes are on the host's files"),
     "sandbox_max_diff_bytes":    (LOWER,   "a limit"),
+    "smol_env_setup":            (DENY,    ("preparing runs the repo's install scripts with network: the user's "
+                                           "choice, never the repo's")),
+    "smol_env_wheelhouse":       (FIXED,   "a host directory mounted into the set-up container"),
+    "smol_env_index_url":        (FIXED,   "decides where installed code comes from"),
+    "smol_env_ca_bundle":        (FIXED,   "decides which TLS certificates the set-up phase trusts"),
+    "smol_env_setup_timeout":    (LOWER,   "a limit"),
 }
 
 _ONLY = {
