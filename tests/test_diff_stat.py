@@ -1,12 +1,12 @@
 """The run summary's diff stat (`runner.agent.session.diff_stat`) counts lines by hunk structure.
 
 A content line that starts with `++` or `--` is `+++…`/`---…` in the patch; counting by prefix takes it for a
-file header. `runner.promote.guard.line_counts` counts correctly; diff_stat must agree with it.
+file header. `runner.promote.linecounts.line_counts` counts correctly; diff_stat must agree with it.
 """
 
 from __future__ import annotations
 
-from runner.promote.guard import line_counts
+from runner.promote.linecounts import line_counts
 
 PATCH = (b"diff --git a/q.sql b/q.sql\nindex 1111111..2222222 100644\n--- a/q.sql\n+++ b/q.sql\n"
          b"@@ -1,3 +1,3 @@\n keep\n--- a SQL comment\n-x\n+++ y\n+z\n"

@@ -22,7 +22,7 @@ def restore_states(sandbox: Sandbox, states: dict[str, FileState | None]) -> Non
 
 
 def _paths(patch: bytes) -> set[str]:
-    from runner.promote.guard import parse_patch
+    from runner.promote.patchread import parse_patch
 
     return {path for change in parse_patch(patch) for path in (change.old_path, change.new_path) if path}
 

@@ -70,7 +70,7 @@ def diff_stat(patch: bytes) -> DiffStat:
 
     Counted by hunk structure (the guard's `line_counts`), so a content line such as `+++x` or `--- note` counts
     like any other and the numbers match what the review shows."""
-    from runner.promote.guard import line_counts
+    from runner.promote.linecounts import line_counts
 
     return DiffStat([FileStat(c.path, c.added, c.removed, c.binary) for c in line_counts(patch)])
 

@@ -335,7 +335,7 @@ _MOVE_PATH = re.compile(r"^(?:rename|copy) (?:from|to) (.+?)\s*$", re.MULTILINE)
 def _refuse_git_dir(path: str) -> None:
     # Every spelling a filesystem may fold back to `.git` (`.GIT/config`, `.git./x`, `sub/.git/hooks/...`): such a
     # change never reaches the user's tree, so the model learns it here instead of losing the work at review.
-    from runner.promote.guard import touches_dotgit
+    from runner.promote.paths import touches_dotgit
 
     if touches_dotgit(path):
         raise ToolError(f"{path} is inside .git (or a name a filesystem may treat as .git): patches may not touch "
