@@ -252,8 +252,10 @@ class RunStore:
                 raise UsageError(f"no run matches {run_id!r}: `smol runs list` shows the run ids")
             return self._record(db, row)
 
-    def list(self, limit: int = 50, *, repo: str | None = None, status: str | None = None) -> list[RunRecord]:
-        """The newest runs first; `repo` and `status` filter by exact value."""
+    def list(self, limit: int = 50, *, repo: str | None = None, status: str | None = None,
+             files: bool = True) -> list[RunRecord]:
+        """The newest runs first; `repo` and `status` filter by exact value. Without `files`, the records carry
+        no file states (a listing need not read every run's file contents)."""
         where, values = [], []
         for column, value in (("repo", repo), ("status", status)):
             if value is not None:
@@ -263,13 +265,14 @@ class RunStore:
         with self._connect() as db:
             rows = db.execute(f"SELECT * FROM runs {clause}ORDER BY created_at DESC LIMIT ?",
                               (*values, limit)).fetchall()
-            return [self._record(db, row) for row in rows]
+            return [self._record(db, row, files=files) for row in rows]
 
     @staticmethod
-    def _record(db: sqlite3.Connection, row: sqlite3.Row) -> RunRecord:
+    def _record(db: sqlite3.Connection, row: sqlite3.Row, *, files: bool = True) -> RunRecord:
         states: dict[str, dict[str, FileState | None]] = {"base": {}, "final": {}}
         for side, path, kind, data, executable in db.execute(
-                "SELECT side, path, kind, data, executable FROM run_files WHERE run_id = ?", (row["id"],)):
+                "SELECT side, path, kind, data, executable FROM run_files WHERE run_id = ? AND ?",
+                (row["id"], files)):
             states[side][path] = None if kind is None else FileState(kind, bytes(data), bool(executable))
         return RunRecord(
             id=row["id"], created_at=row["created_at"], task=row["task"], repo=row["repo"],

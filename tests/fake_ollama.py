@@ -31,12 +31,12 @@ def final(answer: str) -> Answer:
 
 class FakeOllama:
     def __init__(self, script: list[Answer | Callable[[dict[str, Any]], Answer]], *,
-                 models: tuple[str, ...] = ("qwen2.5-coder:14b",)) -> None:
+                 models: tuple[str, ...] = ("qwen2.5-coder:14b",), port: int = 0) -> None:
         self.script = list(script)
         self.models = models
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

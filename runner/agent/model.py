@@ -9,6 +9,8 @@ import os
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import ExitCode, SmolError
@@ -129,6 +131,9 @@ def build_model(settings: Settings, state: RunState | None = None) -> LiteLLMMod
         is read by it (runner.agent.reader): tool calls as small models write them become calls."""
 
         reader: OutputReader | None = None
+        gate: Callable[[], AbstractContextManager[Any]] | None = None
+        """Held around each request: a batch bounds how many tasks talk to one endpoint at once (Ollama serves
+        one request at a time unless OLLAMA_NUM_PARALLEL is raised; more would only queue and time out)."""
 
         def generate(self, *args: Any, **kwargs: Any) -> Any:
             message = self._generate(*args, **kwargs)
@@ -188,9 +193,10 @@ def build_model(settings: Settings, state: RunState | None = None) -> LiteLLMMod
                 if state is not None:
                     state.model_event("start")  # the CLI shows a live "model thinking… 12 s" line
                 try:
-                    if state is not None and state.watching_text():
-                        return self._streamed(state, *args, **kwargs)
-                    return super().generate(*args, **kwargs)
+                    with self.gate() if self.gate is not None else nullcontext():
+                        if state is not None and state.watching_text():
+                            return self._streamed(state, *args, **kwargs)
+                        return super().generate(*args, **kwargs)
                 except transient as error:
                     message = explain_model_failure(error, settings)
                     if state is not None:
