@@ -14,11 +14,10 @@ from runner.promote.apply import (
     Plan,
     PromotionError,
     apply_plan,
-    land_on_branch,
-    land_on_current_branch,
     make_plan,
     read_state,
 )
+from runner.promote.land import land_on_branch, land_on_current_branch
 from runner.sandbox.base import FileState
 from tests.conftest import git, tree_fingerprint
 

@@ -12,18 +12,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
-from runner.promote.apply import (
-    Plan,
-    PromotionError,
-    apply_plan,
-    dirty_paths,
-    head_states,
-    land_on_branch,
-    land_on_current_branch,
-    make_plan,
-)
+from runner.promote.apply import Plan, PromotionError, apply_plan, make_plan
 from runner.promote.derive import PatchMismatchError, derive_final, first_disagreement
 from runner.promote.guard import GuardReport, guard, parse_patch, summarize
+from runner.promote.land import dirty_paths, head_states, land_on_branch, land_on_current_branch
 from runner.sandbox.base import FileState
 from runner.textsafe import sanitize_for_terminal
 
