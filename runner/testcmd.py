@@ -7,8 +7,10 @@ failure only where the runner says so.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 
 NO_TESTS_EXIT_CODE = 5
@@ -24,20 +26,43 @@ _GO_CASE = re.compile(r"^\s*--- (PASS|FAIL|SKIP): ", re.MULTILINE)
 _JEST_TESTS = re.compile(r"^Tests:\s+(.*)$", re.MULTILINE)
 
 
-def detect_test_command(files: list[str]) -> str | None:
+Reader = Callable[[str], "str | None"]
+"""Reads a repo file's text (None when it cannot): lets detection look inside the runners' configuration."""
+
+_PYTEST_CONFIG = (("pyproject.toml", "[tool.pytest.ini_options]"), ("setup.cfg", "[tool:pytest]"),
+                  ("tox.ini", "[pytest]"), ("tox.ini", "pytest"), ("noxfile.py", "pytest"))
+_NPM_DEFAULT_TEST = "no test specified"
+"""What `npm init` puts in scripts.test: a script that only fails."""
+
+
+def detect_test_command(files: list[str], read: Reader | None = None) -> str | None:
+    """The command that runs the repo's tests, from its file names and, given `read`, its runners' configuration
+    (pytest settings in pyproject.toml/setup.cfg/tox.ini, a tox or nox session running pytest, package.json's
+    test script). With a prepared environment, `python3` is the environment's (its venv comes first on PATH)."""
     names = set(files)
     python_tests = any(re.search(r"(^|/)(test_[^/]*|[^/]*_test)\.py$", f) for f in files)
     if python_tests or {"pytest.ini", "conftest.py", "tox.ini"} & names:
+        return "python3 -m pytest -q"
+    if read is not None and any(name in names and marker in (read(name) or "") for name, marker in _PYTEST_CONFIG):
         return "python3 -m pytest -q"
     if "Cargo.toml" in names:
         return "cargo test"
     if "go.mod" in names:
         return "go test -v ./..."
-    if "package.json" in names:
+    if "package.json" in names and (read is None or _npm_has_tests(read("package.json"))):
         return "npm test"
     if "Makefile" in names:
         return "make test"
     return None
+
+
+def _npm_has_tests(text: str | None) -> bool:
+    try:
+        scripts = json.loads(text or "{}").get("scripts") or {}
+    except (ValueError, AttributeError):
+        return True  # unreadable: let npm say what is wrong
+    test = scripts.get("test") if isinstance(scripts, dict) else None
+    return isinstance(test, str) and _NPM_DEFAULT_TEST not in test
 
 
 def parse_test_counts(output: str) -> dict[str, int]:

@@ -118,3 +118,20 @@ def test_a_runner_missing_from_the_image_is_named(make_repo: Callable[..., Path]
         tool.forward()
     assert raised.value.error_type == "test_runner_missing"
     assert tool.ctx.state.last_tests.status == "unavailable"
+
+
+@pytest.mark.parametrize(("files", "contents", "command"), [
+    (["pyproject.toml", "checks/check_app.py"], {"pyproject.toml": "[tool.pytest.ini_options]\npython_files = "
+                                                  "['check_*.py']\n"}, "python3 -m pytest -q"),
+    (["setup.cfg", "src/x.py"], {"setup.cfg": "[tool:pytest]\ntestpaths = src\n"}, "python3 -m pytest -q"),
+    (["noxfile.py", "src/x.py"], {"noxfile.py": "session.run('pytest')\n"}, "python3 -m pytest -q"),
+    (["package.json"], {"package.json": '{"scripts": {"test": "jest"}}'}, "npm test"),
+    (["package.json", "Makefile"], {"package.json": '{"scripts": {"test": "echo \\"Error: no test specified\\" '
+                                                    '&& exit 1"}}'}, "make test"),
+    (["package.json"], {"package.json": '{"name": "x"}'}, None),
+    (["pyproject.toml", "src/x.py"], {"pyproject.toml": "[tool.ruff]\n"}, None),
+])
+def test_detection_reads_the_runners_configuration(files: list[str], contents: dict[str, str],
+                                                   command: str | None) -> None:
+    assert detect_test_command(files, contents.get) == command
+    assert detect_test_command(files) in (command, "npm test", None)  # without a reader: names only, as before

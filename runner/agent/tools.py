@@ -15,7 +15,8 @@ from smolagents import Tool
 
 from runner.agent.instrumentation import ToolError, check_relative_path
 from runner.agent.state import TestOutcome
-from runner.testcmd import classify_test_run, detect_test_command
+from runner.errors import SmolError
+from runner.testcmd import Reader, classify_test_run, detect_test_command
 
 if TYPE_CHECKING:
     from runner.agent.approval import ApprovalGate
@@ -28,6 +29,18 @@ TOOL_TIMEOUT_S = 60.0
 MAX_TEXT_BYTES = 8 * 1024 * 1024
 """The largest file the text tools take whole; read_file reads line ranges of larger ones."""
 SNIPPET_CONTEXT_LINES = 5
+
+
+def config_reader(sandbox: Any) -> Reader:
+    """Reads a runner's configuration file in the sandbox for test-command detection (None when it cannot)."""
+
+    def read(path: str) -> str | None:
+        try:
+            return bytes(sandbox.read(path, max_bytes=256 * 1024)).decode("utf-8", "replace")
+        except SmolError:  # missing, too large, not a file: detection goes by the file names alone
+            return None
+
+    return read
 
 
 @dataclass
@@ -96,7 +109,7 @@ class RepoInfo(SandboxTool):
             "vcs": vcs,
             "files": len(files),
             "languages": ", ".join(f"{lang} ({count})" for lang, count in languages[:5]) or "none detected",
-            "test_command": detect_test_command(files) or "none detected",
+            "test_command": detect_test_command(files, config_reader(self.ctx.sandbox)) or "none detected",
             "sandbox": f"{info.mode.value} mode, network off" if not self.ctx.settings.sandbox_network
             else f"{info.mode.value} mode, network on",
             "top_level": sorted({f.split("/", 1)[0] + ("/" if "/" in f else "") for f in files})[:40],
@@ -604,7 +617,8 @@ class RunTests(SandboxTool):
         if command:
             chosen = argv = authorise(self.ctx, command)
         else:
-            found = self.ctx.test_command or detect_test_command(self.ctx.sandbox.list_files("*"))
+            found = self.ctx.test_command or detect_test_command(self.ctx.sandbox.list_files("*"),
+                                                                 config_reader(self.ctx.sandbox))
             if not found:
                 raise ToolError("no test command detected", error_type="no_tests",
                                 recovery="Pass command, e.g. run_tests(command='python3 -m pytest -q').")
