@@ -38,7 +38,7 @@ import docker
 from runner.config import Settings, load_settings
 from runner.sandbox import labels
 from runner.sandbox.docker_sandbox import DockerSandbox
-from runner.sandbox.engine import connect
+from runner.sandbox.engine import Engine, connect
 from runner.sandbox.image import resolve_image
 from runner.sandbox.spares import POOL
 
@@ -176,7 +176,8 @@ class Bench:
     def __init__(self, settings: Settings, reps: int) -> None:
         self.settings = settings
         self.reps = reps
-        self.client: DockerClient = connect()
+        self.engine = connect()  # what smol uses; the raw client below is for the bare docker-py baselines
+        self.client: DockerClient = docker.from_env(timeout=120)
         self.image = resolve_image(settings)
         self.client.images.get(self.image)  # fails early, and never pulls, when the image is missing
         self.foreign_peak = 0
@@ -186,14 +187,14 @@ class Bench:
         self.foreign_peak = max(self.foreign_peak, foreign_sandboxes(self.client))
 
     # sandboxes -----------------------------------------------------------------------------
-    def new_sandbox(self, repo: Path, *, client: DockerClient | None = None) -> DockerSandbox:
-        return DockerSandbox(repo, self.settings, client=client, progress=lambda message: None)
+    def new_sandbox(self, repo: Path, *, engine: Engine | None = None) -> DockerSandbox:
+        return DockerSandbox(repo, self.settings, engine=engine, progress=lambda message: None)
 
     @contextmanager
     def started(self, repo: Path) -> Iterator[DockerSandbox]:
         """A started overlay-mode sandbox on the shared client, closed on exit."""
         self.note_foreign()
-        sandbox = self.new_sandbox(repo, client=self.client)
+        sandbox = self.new_sandbox(repo, engine=self.engine)
         try:
             sandbox.start()
             check_overlay(sandbox)
@@ -207,7 +208,7 @@ class Bench:
         warm: a spare is made first, untimed, and the engine left to settle, as when the model worked meanwhile.
         """
         if warm:
-            if not self.new_sandbox(repo, client=self.client).prepare_spare():
+            if not self.new_sandbox(repo, engine=self.engine).prepare_spare():
                 raise SystemExit("no spare could be prepared for the warm measurement")
             POOL.settle()
         self.note_foreign()
@@ -319,7 +320,7 @@ def bench_exec(bench: Bench, repo: Path, calls: int) -> tuple[Comparison, Sample
         actions: dict[str, Callable[[], Any]] = {
             "sandbox": lambda: sandbox.exec(["true"]),
             "raw": lambda: box.exec_run(["true"]),
-            "unwrapped": lambda: sandbox._exec_raw(["true"], timeout=60, output_limit=1 << 20),
+            "unwrapped": lambda: sandbox.runtime._exec_raw(["true"], timeout=60, output_limit=1 << 20),
         }
         for action in actions.values():  # warm up
             for _ in range(3):
@@ -433,9 +434,10 @@ def union_length(intervals: list[Interval]) -> float:
     return covered
 
 
-def traced_client(calls: dict[str, list[Interval]]) -> DockerClient:
-    """A fresh client whose low-level API calls record their (start, end) in `calls`."""
-    client = connect()
+def traced_client(calls: dict[str, list[Interval]]) -> Engine:
+    """A fresh engine whose low-level API calls record their (start, end) in `calls`."""
+    client = docker.from_env(timeout=120)
+    client.ping()
 
     def wrap(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -453,7 +455,7 @@ def traced_client(calls: dict[str, list[Interval]]) -> DockerClient:
 
     for name in TRACED_API:
         setattr(client.api, name, wrap(name, getattr(client.api, name)))
-    return client
+    return Engine(client)
 
 
 def start_breakdown(bench: Bench, repo: Path, runs: int) -> list[tuple[str, float, int]]:
@@ -468,7 +470,7 @@ def start_breakdown(bench: Bench, repo: Path, runs: int) -> list[tuple[str, floa
         calls: dict[str, list[Interval]] = defaultdict(list)
         connect_s, client = timed(lambda calls=calls: traced_client(calls))
         calls.clear()  # the ping of connect() is reported as connect()
-        sandbox = bench.new_sandbox(repo, client=client)
+        sandbox = bench.new_sandbox(repo, engine=client)
         try:
             start_s, _ = timed(sandbox.start)
             check_overlay(sandbox)

@@ -7,9 +7,12 @@ import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import SmolError
+
+if TYPE_CHECKING:
+    from runner.sandbox.engine import Engine
 
 
 @dataclass
@@ -48,13 +51,14 @@ def run_checks() -> list[Check]:
     if settings is None:
         return checks
 
-    client = None
+    engine = None
     try:
-        from runner.sandbox.engine import EngineFacts, connect
+        from runner.sandbox.engine import connect
+        from runner.sandbox.overlaymode import EngineFacts
 
-        client = connect()
-        facts = EngineFacts(client)
-        version = client.version().get("Version", "?")
+        engine = connect()
+        facts = EngineFacts(engine)
+        version = engine.version().get("Version", "?")
         obstacle = facts.overlay_obstacle()
         mode = "overlay mode available" if obstacle is None else f"copy mode will be used ({obstacle})"
         checks.append(Check("docker engine", "ok",
@@ -63,22 +67,22 @@ def run_checks() -> list[Check]:
         checks.append(Check("docker engine", "fail", str(error).split(": start the")[0],
                             "start the Docker engine, or point DOCKER_HOST at a running one"))
 
-    if client is not None:
-        checks.append(_image_check(client, settings))
+    if engine is not None:
+        checks.append(_image_check(engine, settings))
         if checks[-1].status == "ok":
-            checks.append(_sandbox_probe(client, settings))
+            checks.append(_sandbox_probe(engine, settings))
 
     checks.append(_model_check(settings))
     checks.append(_phoenix_check(settings))
     return checks
 
 
-def _image_check(client: Any, settings: Any) -> Check:
+def _image_check(engine: Engine, settings: Any) -> Check:
     from runner.sandbox.image import IMAGE_REPOSITORY, image_exists, resolve_image
 
     tag = resolve_image(settings)
-    if image_exists(client, tag):
-        stale = [t for image in client.images.list(name=IMAGE_REPOSITORY) for t in image.tags if t != tag]
+    if image_exists(engine, tag):
+        stale = [t for t in engine.image_tags(IMAGE_REPOSITORY) if t != tag]
         detail = f"{tag} present" + (f"; older images: {', '.join(stale)} (`docker rmi` them)" if stale else "")
         return Check("sandbox image", "ok", detail)
     if settings.sandbox_image:
@@ -89,7 +93,7 @@ def _image_check(client: Any, settings: Any) -> Check:
     return Check("sandbox image", "fail", f"{tag} is not built", "smol image build")
 
 
-def _sandbox_probe(client: Any, settings: Any) -> Check:
+def _sandbox_probe(engine: Engine, settings: Any) -> Check:
     """Start a real sandbox over an empty directory owned as a user's checkout would be."""
     from runner.sandbox.docker_sandbox import DockerSandbox
 
@@ -97,7 +101,7 @@ def _sandbox_probe(client: Any, settings: Any) -> Check:
         if os.geteuid() == 0:
             os.chown(directory, settings.sandbox_uid, settings.sandbox_uid)
         try:
-            with DockerSandbox(directory, settings, client=client) as sandbox:
+            with DockerSandbox(directory, settings, engine=engine) as sandbox:
                 result = sandbox.exec(["true"], timeout=30)
                 mode = sandbox.info.mode.value
         except SmolError as error:

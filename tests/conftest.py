@@ -64,22 +64,28 @@ def tree_fingerprint(root: Path, *, include_git: bool = True) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def docker_client() -> Any:
+    """docker-py's own client, for tests that look at the engine behind smol's back (smol itself goes through
+    runner.sandbox.engine, the one module of runner/ that imports docker)."""
     from runner.errors import DockerUnavailableError
     from runner.sandbox.engine import connect
 
     try:
-        return connect()
+        connect().close()
     except DockerUnavailableError as error:
         pytest.fail(f"these tests need the Docker engine: {error}", pytrace=False)
+    import docker
+
+    return docker.from_env(timeout=120)
 
 
 @pytest.fixture(scope="session")
 def sandbox_image(docker_client: Any) -> str:
     """The real sandbox image, built from this checkout if it is missing (never pulled)."""
     from runner.config import load_settings
+    from runner.sandbox.engine import connect
     from runner.sandbox.image import build_image
 
-    return build_image(docker_client, load_settings(), lambda message: print(message))
+    return build_image(connect(), load_settings(), lambda message: print(message))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -192,13 +192,13 @@ def test_sweep_cost_is_paid_only_when_a_command_died_of_a_signal(make_repo: Call
     for _ in range(3):
         sandbox.exec(["true"])
     calls: list[list[str]] = []
-    original = sandbox._exec_raw
+    original = sandbox.runtime._exec_raw
 
     def spy(argv: list[str], **kwargs: Any) -> Any:
         calls.append(argv)
         return original(argv, **kwargs)
 
-    sandbox._exec_raw = spy
+    sandbox.runtime._exec_raw = spy
     assert sandbox.exec(["true"]).ok and sandbox.exec("exit 3").exit_code == 3
     assert len(calls) == 2, "an ordinary exit costs no extra exec"
     assert sandbox.exec("kill -TERM $$").exit_code == 143
@@ -304,12 +304,12 @@ def test_copy_mode_copies_relative_links_that_leave_the_repo(make_repo: Callable
 def test_a_failed_copy_is_a_sandbox_error(make_repo: Callable[..., Path], open_sandbox: Callable[..., Any],
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import docker.errors
-    from docker.models.containers import Container
+    from docker.api.client import APIClient
 
-    def refuse(self: Any, path: str, data: Any) -> bool:
+    def refuse(self: Any, container: str, path: str, data: Any) -> bool:
         raise docker.errors.APIError("500 Server Error", explanation="invalid symlink \"/workspace/up\" -> \"..\"")
 
-    monkeypatch.setattr(Container, "put_archive", refuse)
+    monkeypatch.setattr(APIClient, "put_archive", refuse)
     with pytest.raises(SandboxError, match="copying the repo into the sandbox failed: invalid symlink"):
         open_sandbox(make_repo(owner=None), sandbox_mode="copy")
 

@@ -181,9 +181,9 @@ def test_falls_back_to_copy_mode_when_the_engine_sees_another_tree(repo: Path, o
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """As with an engine in a VM whose daemon finds a different directory at the repo's path: the overlay objects
     are removed and copy mode takes over, with the same view of the tree."""
-    from runner.sandbox.docker_sandbox import DockerSandbox
+    from runner.sandbox import overlaymode
 
-    monkeypatch.setattr(DockerSandbox, "_daemon_sees", lambda self, box, root, user: False)
+    monkeypatch.setattr(overlaymode, "daemon_sees", lambda deployment, box, root, user: False)
     before = tree_fingerprint(repo)
     sandbox = open_sandbox(repo)
     assert sandbox.info.mode is SandboxMode.COPY

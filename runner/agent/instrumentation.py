@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 
 from runner.agent.state import LoopVerdict, RunState, StepRecord, arguments_hash
-from runner.errors import SandboxError, SandboxPathError
+from runner.errors import DockerUnavailableError, SandboxError, SandboxPathError
 
 if TYPE_CHECKING:
     from smolagents import Tool
@@ -150,7 +150,21 @@ def outcome_of(tool: str, result: dict[str, Any]) -> str:
     return "ok"
 
 
+def _engine_gone(error: BaseException) -> DockerUnavailableError | None:
+    """The engine's disappearance behind an error, even one a tool turned into a ToolError on its way up."""
+    link: BaseException | None = error
+    for _ in range(6):
+        if link is None or isinstance(link, DockerUnavailableError):
+            return link
+        link = link.__cause__ or link.__context__
+    return None
+
+
 def _normalise(error: BaseException) -> dict[str, Any]:
+    gone = _engine_gone(error)
+    if gone is not None:
+        return {"error": str(gone), "error_type": "docker_unavailable",
+                "stopped": "The run is being stopped: the Docker engine went away."}
     if isinstance(error, ToolError):
         return error.to_dict()
     if isinstance(error, SandboxPathError):
@@ -195,6 +209,9 @@ def instrument(tool: Tool, state: RunState, settings: Settings) -> Tool:
                     if isinstance(error, KeyboardInterrupt | SystemExit):
                         raise
                     result = _normalise(error)
+                    gone = _engine_gone(error)
+                    if gone is not None:  # no later step can work: the run ends, and says why
+                        state.stop(str(gone))
             if verdict is LoopVerdict.HINT:
                 result["hint"] = reason
             rendered = truncate_text(render(result), settings)

@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING
 from runner.errors import ImageError
 
 if TYPE_CHECKING:
-    from docker import DockerClient
-
     from runner.config import Settings
+    from runner.sandbox.engine import Engine
 
 Progress = Callable[[str], None]
 
@@ -77,14 +76,8 @@ def resolve_image(settings: Settings) -> str:
     return settings.sandbox_image or image_tag()
 
 
-def image_exists(client: DockerClient, tag: str) -> bool:
-    import docker.errors
-
-    try:
-        client.images.get(tag)
-    except docker.errors.ImageNotFound:
-        return False
-    return True
+def image_exists(engine: Engine, tag: str) -> bool:
+    return engine.image_exists(tag)
 
 
 def _debian_mirror(settings: Settings) -> str:
@@ -106,7 +99,7 @@ def _debian_mirror(settings: Settings) -> str:
     return "http://deb.debian.org/debian"
 
 
-def _build_base_with_debootstrap(client: DockerClient, tag: str, settings: Settings, progress: Progress) -> None:
+def _build_base_with_debootstrap(engine: Engine, tag: str, settings: Settings, progress: Progress) -> None:
     debootstrap = shutil.which("debootstrap")
     if debootstrap is None:
         raise ImageError(
@@ -142,19 +135,16 @@ def _build_base_with_debootstrap(client: DockerClient, tag: str, settings: Setti
         tar = subprocess.Popen(["tar", "--numeric-owner", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
         assert tar.stdout is not None
         try:
-            repository, _, version = tag.partition(":")
-            client.api.import_image_from_stream(
-                tar.stdout, repository=repository, tag=version,
-                changes=['CMD ["/bin/bash"]', "ENV LANG=C.UTF-8", f"LABEL {IMAGE_LABEL}=base"],
-            )
+            engine.import_image(tar.stdout, tag,
+                                ['CMD ["/bin/bash"]', "ENV LANG=C.UTF-8", f"LABEL {IMAGE_LABEL}=base"])
         finally:
             tar.stdout.close()
             tar.wait()
-    if not image_exists(client, tag):
+    if not image_exists(engine, tag):
         raise ImageError(f"importing the base image {tag} failed")
 
 
-def _build_base_with_pull(client: DockerClient, tag: str, progress: Progress) -> None:
+def _build_base_with_pull(engine: Engine, tag: str, progress: Progress) -> None:
     inputs = image_inputs_dir()
     dockerfile = (
         f"FROM {PULL_BASE}\n"
@@ -162,11 +152,11 @@ def _build_base_with_pull(client: DockerClient, tag: str, progress: Progress) ->
         f"{' '.join(_packages(inputs))} && rm -rf /var/lib/apt/lists/*\n"
         f"LABEL {IMAGE_LABEL}=base\n"
     )
-    _docker_build(client, {"Dockerfile": dockerfile.encode()}, tag, progress, pull=True)
+    _docker_build(engine, {"Dockerfile": dockerfile.encode()}, tag, progress, pull=True)
 
 
 def _docker_build(
-    client: DockerClient,
+    engine: Engine,
     files: dict[str, bytes],
     tag: str,
     progress: Progress,
@@ -175,8 +165,6 @@ def _docker_build(
     buildargs: dict[str, str] | None = None,
     modes: dict[str, int] | None = None,
 ) -> None:
-    import docker.errors
-
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as archive:
         for name, data in files.items():
@@ -185,34 +173,27 @@ def _docker_build(
             info.mode = (modes or {}).get(name, 0o644)
             archive.addfile(info, io.BytesIO(data))
     context.seek(0)
-    try:
-        stream = client.api.build(
-            fileobj=context, custom_context=True, tag=tag, pull=pull, rm=True, forcerm=True,
-            decode=True, buildargs=buildargs or {}, labels={IMAGE_LABEL: "sandbox"},
-        )
-        for event in stream:
-            if "error" in event:
-                raise ImageError(f"building {tag} failed: {str(event['error']).strip()}")
-            line = str(event.get("stream", "")).strip()
-            if line.startswith("Step "):
-                progress(line)
-    except docker.errors.APIError as error:
-        raise ImageError(f"building {tag} failed: {error.explanation or error}") from None
+    for event in engine.build(context, tag, pull=pull, buildargs=buildargs or {}, labels={IMAGE_LABEL: "sandbox"}):
+        if "error" in event:
+            raise ImageError(f"building {tag} failed: {str(event['error']).strip()}")
+        line = str(event.get("stream", "")).strip()
+        if line.startswith("Step "):
+            progress(line)
 
 
-def ensure_base(client: DockerClient, settings: Settings, progress: Progress) -> str:
+def ensure_base(engine: Engine, settings: Settings, progress: Progress) -> str:
     tag = base_tag()
-    if image_exists(client, tag):
+    if image_exists(engine, tag):
         return tag
     source = settings.sandbox_base_source
     if source == "auto":
         source = "debootstrap" if shutil.which("debootstrap") and os.geteuid() == 0 else "pull"
     if source == "debootstrap":
-        _build_base_with_debootstrap(client, tag, settings, progress)
+        _build_base_with_debootstrap(engine, tag, settings, progress)
     else:
         progress(f"building the base from {PULL_BASE} (pulled)")
         try:
-            _build_base_with_pull(client, tag, progress)
+            _build_base_with_pull(engine, tag, progress)
         except ImageError as error:
             raise ImageError(
                 f"{error}; where no registry is reachable, install debootstrap and run `sudo smol image build`"
@@ -220,14 +201,14 @@ def ensure_base(client: DockerClient, settings: Settings, progress: Progress) ->
     return tag
 
 
-def build_image(client: DockerClient, settings: Settings, progress: Progress, *, force: bool = False) -> str:
+def build_image(engine: Engine, settings: Settings, progress: Progress, *, force: bool = False) -> str:
     """Build (or find) the sandbox image for this checkout and return its tag."""
     inputs = image_inputs_dir()
     tag = image_tag(inputs)
-    if not force and image_exists(client, tag):
+    if not force and image_exists(engine, tag):
         progress(f"{tag} is up to date")
         return tag
-    base = ensure_base(client, settings, progress)
+    base = ensure_base(engine, settings, progress)
     files = {"Dockerfile": (inputs / "Dockerfile.sandbox").read_bytes()}
     modes = {"Dockerfile": 0o644}
     for path in _input_files(inputs)[1:]:
@@ -235,6 +216,6 @@ def build_image(client: DockerClient, settings: Settings, progress: Progress, *,
         files[name] = path.read_bytes()
         modes[name] = 0o755 if path.stat().st_mode & 0o111 else 0o644
     progress(f"building {tag} on {base}")
-    _docker_build(client, files, tag, progress, buildargs={"BASE_IMAGE": base}, modes=modes)
+    _docker_build(engine, files, tag, progress, buildargs={"BASE_IMAGE": base}, modes=modes)
     progress(f"built {tag}")
     return tag

@@ -9,7 +9,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from docker import DockerClient
+    from runner.sandbox.engine import Engine
 
 SESSION = "smol.sandbox"
 OWNER = "smol.owner"
@@ -56,29 +56,24 @@ class Removed:
     session: str
 
 
-def collect_garbage(client: DockerClient, *, everything: bool = False) -> list[Removed]:
+def collect_garbage(engine: Engine, *, everything: bool = False) -> list[Removed]:
     """Remove sandbox containers and volumes whose creating process is gone (or all of them)."""
-    import docker.errors
+    from runner.errors import DockerUnavailableError, SandboxError
 
     removed: list[Removed] = []
-    for container in client.containers.list(all=True, filters={"label": SESSION}):
-        container_labels = container.labels or {}
-        if not everything and owner_alive(container_labels.get(OWNER, "")):
+    for container in engine.containers(SESSION):
+        if not everything and owner_alive(container.labels.get(OWNER, "")):
+            continue
+        if engine.remove_container(container.id):
+            removed.append(Removed("container", container.name, container.labels.get(SESSION, "")))
+    for volume in engine.volumes(SESSION):
+        if not everything and owner_alive(volume.labels.get(OWNER, "")):
             continue
         try:
-            container.remove(force=True)
-            removed.append(Removed("container", container.name, container_labels.get(SESSION, "")))
-        except docker.errors.NotFound:
-            pass
-    for volume in client.volumes.list(filters={"label": SESSION}):
-        volume_labels = volume.attrs.get("Labels") or {}
-        if not everything and owner_alive(volume_labels.get(OWNER, "")):
-            continue
-        try:
-            volume.remove(force=True)
-            removed.append(Removed("volume", volume.name, volume_labels.get(SESSION, "")))
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError:
+            if engine.remove_volume(volume.name):
+                removed.append(Removed("volume", volume.name, volume.labels.get(SESSION, "")))
+        except DockerUnavailableError:
+            raise
+        except SandboxError:
             pass  # still in use by a container that is being removed; the next gc takes it
     return removed
