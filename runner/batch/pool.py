@@ -55,7 +55,6 @@ class LocalPool:
         self._lock = threading.Lock()
         self._results: queue.Queue[TaskResult] = queue.Queue()
         self._running: dict[str, tuple[TaskControl, float | None]] = {}
-        self._reported: set[str] = set()
         self._closed = threading.Event()
         self._watch = threading.Thread(target=self._watchdog, name="smol-batch-deadlines", daemon=True)
         self._watch.start()
@@ -122,14 +121,14 @@ class LocalPool:
             gate = None
         result = run_task(job, control, tracing=self._tracing, sandbox=self._take_warm(job), model_gate=gate,
                           progress=self._progress)
-        self._report(job.spec.id, result)
+        self._report(job.spec.id, control, result)
 
-    def _report(self, task_id: str, result: TaskResult) -> None:
+    def _report(self, task_id: str, control: TaskControl, result: TaskResult) -> None:
         with self._lock:
-            if task_id in self._reported:
-                return  # already reported by the watchdog: a late finish is dropped
-            self._reported.add(task_id)
-            self._running.pop(task_id, None)
+            entry = self._running.get(task_id)
+            if entry is None or entry[0] is not control:
+                return  # this attempt was already reported by the watchdog (or superseded): a late finish is dropped
+            del self._running[task_id]
         self._results.put(result)
 
     def _watchdog(self) -> None:
@@ -144,7 +143,7 @@ class LocalPool:
                     # The task is stuck in a model call that outlives its deadline: report it, let it die later.
                     reason = control.reason or "stopped"
                     status = "timeout" if reason.startswith("timeout") else "interrupted"
-                    self._report(task_id, TaskResult(task_id, status, reason))
+                    self._report(task_id, control, TaskResult(task_id, status, reason))
 
     def _stop(self, task_id: str, control: TaskControl, reason: str) -> None:
         with self._lock:
