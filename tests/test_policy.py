@@ -462,7 +462,6 @@ def test_options_that_only_resemble_ext_diff_or_textconv_stay_allowed(policy: Co
     "cat <<EOF\nhello `rm -rf ~` there\nEOF",
     "cat <<-EOF\n\t$(sudo ls)\n\tEOF",
     "cat <<EOF > notes.md\nline\n  \"$(rm -rf ~)\" it's\nEOF",
-    "cat <<A <<B\nfirst\nA\n$(rm -rf /)\nB",
     "cat <<EOF\n${x:-$(rm -rf /)}\nEOF",
     "cat <<EOF\n\\\\$(rm -rf /)\nEOF",
     "cat <<EOF\n$(cat <<INNER\n$(rm -rf /)\nINNER\n)\nEOF",
@@ -549,3 +548,93 @@ def test_a_shell_program_given_as_a_here_document_is_judged(policy: CommandPolic
                                      "bash -c 'ls' <<< 'rm -rf /'"])
 def test_a_harmless_here_document_program_or_data_only_needs_approval(policy: CommandPolicy, command: str) -> None:
     assert policy.evaluate(command).decision is ASK, policy.evaluate(command)
+
+
+# --- the tree-sitter parser: what the old hand-written lexer got wrong or refused ----------------------------
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    # `case` patterns end in `)`: the old lexer closed `$(` there and ran `rm -rf /` as echo's argument (ASK)
+    pytest.param("echo $(case x in a) rm -rf /;; esac)", DENY, id="case-inside-substitution"),
+    pytest.param("ls $(case y in *) rm -rf ~;; esac)", DENY, id="case-default-inside-substitution"),
+    # a comment inside `$(…)` may hold a quote; the old lexer read it as an unbalanced quote (DENY)
+    pytest.param("echo $(ls # it's\n)", ASK, id="quote-in-comment-in-substitution"),
+    # a here-document inside `$(…)` may hold a `)`; the old lexer closed the substitution there (DENY)
+    pytest.param("echo $(cat <<EOF\n)\nEOF\n)", ASK, id="paren-in-here-document-in-substitution"),
+    # `#` inside a word is no comment; shlex's comment rule made the old cross-check refuse these (ASK)
+    pytest.param("echo a#b", ALLOW, id="hash-inside-word"),
+    pytest.param("git log --grep=fix#12 --oneline", ALLOW, id="hash-inside-option-value"),
+    # a line continuation between two commands does not touch either; the old whole-line cross-check refused it
+    pytest.param("ls -la; \\\n  pwd", ALLOW, id="continuation-between-commands"),
+])
+def test_constructs_the_old_lexer_got_wrong_or_refused(policy: CommandPolicy, command: str,
+                                                       expected: Decision) -> None:
+    result = policy.evaluate(command)
+    assert result.decision is expected, result
+
+
+@pytest.mark.parametrize("command", [
+    "pytest ;;",                      # the grammar accepts a `;;` outside `case`; bash does not
+    "do { { sudo",                    # the grammar reads `do` as a command name and `{ {` as one word
+    "esac if fi <<< \n case",         # ... and a here-string target on the next line
+    "cat <<< \n rm -rf /",
+    "echo ${x:-`sudo ls`}",           # a backtick inside `${…}` is a plain word to the grammar; bash runs it
+    "cat <<A <<B\nfirst\nA\n$(rm -rf /)\nB",  # two here-documents on one line: the grammar loses the second
+    "echo $(cat <<EOF\n)\nEOF\nrm -rf /\n)",  # a here-document inside `$(…)` is read by bash's rules too
+])
+def test_what_the_grammar_misreads_is_never_allowed(policy: CommandPolicy, command: str) -> None:
+    assert policy.evaluate(command).decision is DENY, policy.evaluate(command)
+
+
+@pytest.mark.parametrize("command", ["select x in a; do ls; done", "coproc ls", "a=(1 2)", "echo ${!x}"])
+def test_a_construct_the_reduction_does_not_model_is_never_allowed(policy: CommandPolicy, command: str) -> None:
+    result = policy.evaluate(command)
+    assert result.decision is not ALLOW, result
+    assert result.reason and "\n" not in result.reason
+
+
+def test_a_here_document_the_grammar_misreads_is_read_the_way_bash_reads_it(policy: CommandPolicy) -> None:
+    # tree-sitter-bash sees no substitution in a `<<-` body and ends an unquoted body at a continued delimiter
+    assert policy.evaluate("cat <<-EOF\n\t$(sudo ls)\n\tEOF").decision is DENY
+    assert policy.evaluate("cat <<EOF\n\\$(rm -rf /) and \\`rm -rf /\\`\nEOF").rule == "structure:heredoc"
+
+
+def test_only_a_well_formed_here_document_line_is_read(policy: CommandPolicy) -> None:
+    assert policy.evaluate("cat <<'EOF' > 'notes.md'\nIt's fine\nEOF").decision is ASK
+    assert policy.evaluate('cat <<EOF > "out $n.md"\nx\nEOF').decision is ASK
+    result = policy.evaluate('cat <<EOF > "a\nb"\nrm -rf /\nEOF')  # a quote spanning the line: not modelled
+    assert result.decision is DENY and result.rule == "structure:unmodelled", result
+
+
+# --- the policy file model --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "fragments"), [
+    ('[[rule]]\nmatch = "x"\ndecison = "allow"\n', ["rule #1", "decison", "did you mean `decision`"]),
+    ('[[rule]]\nmatch = "x"\ndecision = "deny"\n[[rule]]\nmach = "y"\ndecision = "deny"\n',
+     ["rule #2", "mach", "did you mean `match`"]),
+    ('[[rules]]\nmatch = "x"\ndecision = "deny"\n', ["rules", "did you mean `rule`"]),
+])
+def test_a_typo_in_a_policy_file_names_the_key_and_the_nearest_valid_one(tmp_path: Path, text: str,
+                                                                         fragments: list[str]) -> None:
+    path = write_policy(tmp_path, text)
+    with pytest.raises(PolicyFileError) as caught:
+        CommandPolicy.from_file(path)
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_the_policy_file_model_documents_every_key() -> None:
+    from runner.policy.policyfile import PolicyFile, RuleEntry
+
+    for model in (PolicyFile, RuleEntry):
+        assert model.model_config.get("extra") == "forbid"
+        for name, info in model.model_fields.items():
+            assert info.description, f"{model.__name__}.{name} has no docstring"
+
+
+def test_a_decision_is_case_insensitive_and_a_list_match_works(tmp_path: Path) -> None:
+    path = write_policy(tmp_path, '[[rule]]\nmatch = ["make", "lint"]\ndecision = "ALLOW"\n')
+    assert CommandPolicy.from_file(path).evaluate("make lint").decision is ALLOW

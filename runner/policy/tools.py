@@ -1,0 +1,153 @@
+"""Tools with options that run programs: `find -exec`, `rg --pre`, git's `-c`, `--upload-pack`, `--ext-diff`,
+`rebase --exec` and friends. Git's global options are peeled off so the rules see `git <subcommand> …`."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+
+from runner.policy.commands import INTERPRETERS, PYTHON, SHELLS, Analysis, Form, Judge
+from runner.policy.rules import could_be_option, escapes_workspace, is_device
+from runner.policy.verdict import PolicyResult, approve, deny
+
+_SAFE_GIT_GLOBAL_OPTIONS = frozenset({"--no-pager", "-P", "--no-replace-objects", "--literal-pathspecs",
+                                      "--glob-pathspecs", "--noglob-pathspecs", "--icase-pathspecs",
+                                      "--no-optional-locks"})
+_SAFE_GIT_CONFIG = re.compile(r"(color|column|advice|i18n)\..+|core\.(quotepath|abbrev)|user\.(name|email)"
+                              r"|init\.defaultbranch|safe\.directory|diff\.(noprefix|renames|algorithm)"
+                              r"|log\.(date|decorate)|grep\.(linenumber|patterntype)", re.IGNORECASE)
+"""`git -c` keys that cannot make git run a program; any other key (core.pager, alias.*, diff.external,
+core.sshCommand, include.path, …) may, so it is denied. Even these need approval: `-c` is never automatic."""
+
+
+
+def analyse_find(judge: Judge, argv: list[str], depth: int) -> Analysis:
+    hard: list[PolicyResult] = []
+    starts = []
+    for arg in argv[1:]:
+        if arg.startswith(("-", "(", "!")) and arg not in ("-H", "-L", "-P"):
+            break
+        if arg not in ("-H", "-L", "-P"):
+            starts.append(arg)
+    index = 1
+    while index < len(argv):
+        arg = argv[index]
+        if arg in ("-exec", "-execdir", "-ok", "-okdir"):
+            end = index + 1
+            while end < len(argv) and argv[end] not in (";", "+"):
+                end += 1
+            hard.append(approve(f"`find {arg}` runs a command for every file found", "structure:find-exec"))
+            if end > index + 1:
+                hard.append(judge.wrapped(argv[index + 1: end], depth, False, f"`find {arg}`"))
+            index = end + 1
+            continue
+        if arg == "-delete":
+            hard.append(approve("`find -delete` deletes files", "structure:find-delete"))
+            if any(map(escapes_workspace, starts)):
+                hard.append(deny("`find -delete` under /, a home directory, a parent directory or a system "
+                                  "path", "default:destructive"))
+        elif arg in ("-fprint", "-fprint0", "-fprintf", "-fls"):
+            target = argv[index + 1] if index + 1 < len(argv) else ""
+            if is_device(target):
+                hard.append(deny(f"`find {arg}` writes to the device {target}", "default:device"))
+            hard.append(approve(f"`find {arg}` writes to a file", "structure:redirect"))
+        index += 1
+    return Analysis([Form(tuple(argv))], hard=hard)
+
+def analyse_rg(judge: Judge, argv: list[str], depth: int) -> Analysis:
+    hard: list[PolicyResult] = []
+    for index, arg in enumerate(argv[1:], start=1):
+        if arg == "--":
+            break
+        if arg == "--pre" or arg.startswith("--pre="):
+            program = arg[len("--pre="):] if "=" in arg else (argv[index + 1] if index + 1 < len(argv) else "")
+            base = posixpath.basename(program)
+            if base in SHELLS or base in INTERPRETERS or PYTHON.fullmatch(base):
+                hard.append(deny(f"`rg --pre {program}` runs every searched file through an interpreter",
+                                  "default:rg-pre"))
+            hard.append(approve("`rg --pre` runs a program on every searched file", "structure:rg-pre"))
+            if program:
+                hard.append(judge.wrapped([program], depth, False, "`rg --pre`"))
+        elif arg == "--pre-glob" or arg.startswith("--pre-glob="):
+            hard.append(approve("`rg --pre-glob` selects files for a preprocessor program", "structure:rg-pre"))
+    return Analysis([Form(tuple(argv))], hard=hard)
+
+def analyse_git(judge: Judge, argv: list[str], depth: int) -> Analysis:
+    """Git's global options come before the subcommand; the rules then see `git <sub> …` without them.
+    Options that make git run a program (`-c core.pager=…`, `--upload-pack`, `--exec-path=…`) are denied."""
+    hard: list[PolicyResult] = []
+    index = 1
+    clean = True
+    while index < len(argv) and argv[index].startswith("-"):
+        arg = argv[index]
+        if arg in _SAFE_GIT_GLOBAL_OPTIONS:
+            index += 1
+        elif arg == "-c" or arg.startswith("-c"):
+            setting = arg[2:] or (argv[index + 1] if index + 1 < len(argv) else "")
+            hard.append(_git_config(setting.split("=", 1)[0]))
+            index += 1 if arg[2:] else 2
+        elif arg.startswith("--config-env"):
+            setting = arg.split("=", 1)[1] if "=" in arg else (argv[index + 1] if index + 1 < len(argv) else "")
+            hard.append(_git_config(setting.split("=", 1)[0]))
+            index += 1 if "=" in arg else 2
+        elif arg.startswith("--exec-path="):
+            hard.append(deny("`git --exec-path=…` makes git run programs from another directory",
+                              "default:git-exec"))
+            index += 1
+        elif arg in ("-C", "--git-dir", "--work-tree", "--namespace"):
+            hard.append(approve(f"`git {arg}` points git at another repository or directory",
+                                 "structure:git-option"))
+            index += 2
+        elif arg.startswith(("--git-dir=", "--work-tree=", "--namespace=")):
+            hard.append(approve(f"`git {arg.split('=')[0]}` points git at another repository or directory",
+                                 "structure:git-option"))
+            index += 1
+        else:
+            hard.append(approve(f"the git option {arg} is not understood", "structure:git-option"))
+            clean = False
+            break
+    rest = argv[index:]
+    hard.extend(_git_subcommand_options(judge, rest, depth))
+    forms = [Form(tuple(argv))]
+    if rest and clean:
+        forms.append(Form(("git", *rest)))
+    return Analysis(forms, hard=hard)
+
+def _git_subcommand_options(judge: Judge, rest: list[str], depth: int) -> list[PolicyResult]:
+    """Subcommand options that run a program: `--upload-pack`, `--receive-pack`, `--exec`, `clone -u`,
+    `grep -O`; `rebase --exec CMD` is judged as a nested command instead."""
+    findings: list[PolicyResult] = []
+    args = rest[1:]
+    for index, arg in enumerate(args):
+        if arg == "--":
+            break
+        if rest[0] == "rebase" and (could_be_option(arg, "--exec") or re.fullmatch(r"-[^-]*x.*", arg)):
+            value = arg.split("=", 1)[1] if "=" in arg else (args[index + 1] if index + 1 < len(args) else "")
+            findings.append(approve("`git rebase --exec` runs a command after each commit",
+                                     "structure:git-option"))
+            findings.append(judge.nested(value, depth, "`git rebase --exec`"))
+        elif arg.startswith("--") and len(arg.split("=", 1)[0]) > 4 and any(
+                could_be_option(arg, option) for option in ("--upload-pack", "--receive-pack", "--exec",
+                                                             "--config-env", "--exec-path")):
+            findings.append(deny(f"`git {rest[0]} {arg}` makes git run an arbitrary program",
+                                  "default:git-exec"))
+        elif rest[0] == "clone" and re.fullmatch(r"-[^-]*u.*", arg):
+            findings.append(deny("`git clone -u` makes git run an arbitrary program", "default:git-exec"))
+        elif rest[0] == "grep" and (re.fullmatch(r"-[^-]*O.*", arg) or could_be_option(
+                arg, "--open-files-in-pager")):
+            findings.append(deny("`git grep -O` runs an arbitrary pager program", "default:git-exec"))
+        if could_be_option(arg, "--ext-diff") or (
+                len(arg.split("=", 1)[0]) >= len("--textc") and could_be_option(arg, "--textconv")):
+            # Abbreviations count where git could take them (`--textc`; `--text` is another option).
+            findings.append(approve(f"`git {rest[0]} {arg}` runs the external diff or textconv program that "
+                                     "the repository's configuration and attributes name",
+                                     "structure:git-option"))
+    return findings
+
+def _git_config(key: str) -> PolicyResult:
+    if key and _SAFE_GIT_CONFIG.fullmatch(key):
+        return approve(f"`git -c {key}=…` overrides configuration; never allowed automatically",
+                        "structure:git-config")
+    return deny(f"`git -c {key or '…'}` can make git run an arbitrary program (pager, editor, alias, "
+                 "ssh command, diff driver, …)", "default:git-config")
+
