@@ -98,7 +98,7 @@ def test_the_users_script_replaces_detection(tmp_path: Path) -> None:
 def test_go_adds_its_toolchain_as_root_and_never_fetches_in_the_sandbox(tmp_path: Path) -> None:
     plan = plan_for(write(tmp_path, {"go.mod": "module example.com/x\n\ngo 1.19\n", "go.sum": ""}))
     assert plan.kinds == ("go",) and not plan.needs_uv
-    assert "apt-get install" in plan.root_script and "golang-go" in plan.root_script
+    assert "apt-get" in plan.root_script and "install -y" in plan.root_script and "golang-go" in plan.root_script
     assert "go mod download" in plan.user_script
     assert plan.image_env["GOPROXY"] == "off" and plan.image_env["GOCACHE"].startswith("/tmp/")
 

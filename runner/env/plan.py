@@ -122,6 +122,13 @@ def _setup_extras(root: Path) -> set[str]:
     return extras & set(TEST_SETS)
 
 
+def _test_sets(declared: object) -> list[str]:
+    """The test sets a project declares; `dev` only when there is no test set (it often holds linters, docs and
+    release tools that tests never import)."""
+    names = [name for name in TEST_SETS if isinstance(declared, dict | set) and name in declared]
+    return [name for name in names if name != "dev"] or names
+
+
 def _python(root: Path) -> tuple[list[str], list[str], list[str]] | None:
     """(script lines, inputs, summary) for a Python project, or None when it declares nothing."""
     pyproject = _toml(root, "pyproject.toml")
@@ -132,9 +139,8 @@ def _python(root: Path) -> tuple[list[str], list[str], list[str]] | None:
     locked = _present(root, "uv.lock")
     if not (installable or requirements or locked):
         return None
-    groups = [g for g in TEST_SETS if g in _table(pyproject, "dependency-groups")]
-    extras = [e for e in TEST_SETS if e in _table(project, "optional-dependencies")] if project else \
-        sorted(_setup_extras(root))
+    groups = _test_sets(_table(pyproject, "dependency-groups"))
+    extras = _test_sets(_table(project, "optional-dependencies") if project else _setup_extras(root))
     inputs = [name for name in PYTHON_FILES if _present(root, name)] + requirements
     summary: list[str] = []
     lines = [f"uv venv --quiet {VENV} --python /usr/bin/python3"]
@@ -164,8 +170,8 @@ def _python(root: Path) -> tuple[list[str], list[str], list[str]] | None:
 def _go(root: Path) -> tuple[str, list[str], list[str], list[str]] | None:
     if not _present(root, "go.mod"):
         return None
-    root_script = ("command -v go >/dev/null || { apt-get update -qq && "
-                   "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends golang-go "
+    root_script = ("command -v go >/dev/null || { apt-get -o APT::Sandbox::User=root update -qq && "
+                   "apt-get -o APT::Sandbox::User=root install -y -qq --no-install-recommends golang-go "
                    "&& rm -rf /var/lib/apt/lists/*; }")
     lines = ["go mod download", "go build ./... >/dev/null"]
     inputs = [name for name in ("go.mod", "go.sum") if _present(root, name)]

@@ -62,6 +62,8 @@ class DockerDeployment:
         self._owns_engine = False
         self.warm_spare = False
         """Whether this sandbox started on a spare made ahead of time (one container start instead of two)."""
+        self.image_env: dict[str, str] = {}
+        """Variables of the repo's prepared environment (PATH, VIRTUAL_ENV, …) when the sandbox starts from one."""
 
     @property
     def engine(self) -> Engine:
@@ -90,7 +92,7 @@ class DockerDeployment:
             if self._closed:
                 raise SandboxError("this sandbox was closed; create a new one")
             repo = check_repo(self.repo)
-            image = self._ensure_image()
+            image = self._choose_image(repo, self._ensure_image())
             uid, gid, identity_note = self.identity(repo)
             obstacle = self._overlay_obstacle(repo, uid)
             if obstacle is None:
@@ -112,7 +114,8 @@ class DockerDeployment:
 
     def _started(self, info: SandboxInfo) -> None:
         self._info = info
-        self._runtime = DockerRuntime(self.engine, info.container_id, info, self.settings, self._lock)
+        self._runtime = DockerRuntime(self.engine, info.container_id, info, self.settings, self._lock,
+                                      image_env=self.image_env)
 
     def stop(self) -> None:
         with self._lock:
@@ -148,6 +151,24 @@ class DockerDeployment:
             raise ImageError(f"the sandbox image {tag} is not built: run `smol image build`")
         self.progress(f"the sandbox image {tag} is missing; building it now")
         return build_image(self.engine, self.settings, self.progress)
+
+    def _choose_image(self, repo: Path, base: str) -> str:
+        """An image given explicitly is used as it is; otherwise the repo's prepared environment on `base` when one
+        exists for the repo's current inputs. A sandbox only ever uses one: building it is the user's choice
+        (`runner.env`), never the sandbox's, and its network stays off."""
+        if self._image is not None:
+            return base
+        from runner.env.key import env_tag
+        from runner.env.plan import plan_for
+
+        plan = plan_for(repo)
+        if not plan.declares_dependencies:
+            return base
+        tag = env_tag(repo, plan, self.engine.image_id(base))
+        if not self.engine.image_exists(tag):
+            return base
+        self.image_env = dict(plan.image_env)
+        return tag
 
     def identity(self, repo: Path) -> tuple[int, int, str]:
         """The uid:gid commands run as: the host user, or, when that is root, the repo's owner; never root."""
@@ -257,6 +278,7 @@ class DockerDeployment:
             uid, gid, _ = self.identity(repo)
             if self._overlay_obstacle(repo, uid) is not None or not self.engine.image_exists(image):
                 return False
+            image = self._choose_image(repo, image)  # the next sandbox over this repo starts from the same one
             key = self.spare_key(image, uid, gid)
         except SmolError as error:
             log.debug("no spare: %s", error)

@@ -76,8 +76,10 @@ class DockerRuntime:
     """Commands and files in one running box. Serialised by the sandbox's lock: one exec at a time."""
 
     def __init__(self, engine: Engine, box: str, info: SandboxInfo, settings: Settings,
-                 lock: threading.RLock | None = None) -> None:
+                 lock: threading.RLock | None = None, *, image_env: dict[str, str] | None = None) -> None:
         self.engine = engine
+        self.image_env = dict(image_env or {})
+        """A prepared environment's variables (its venv on PATH, …): the commands' own, never the helpers'."""
         self.box = box
         self.info = info
         self.settings = settings
@@ -88,7 +90,7 @@ class DockerRuntime:
 
     # ------------------------------------------------------------------ running commands
     def _exec_env(self, extra: dict[str, str] | None) -> dict[str, str]:
-        env = dict(BASE_ENV)
+        env = {**BASE_ENV, **self.image_env}
         for name in self.settings.env_allowlist:
             if name in os.environ:
                 env[name] = os.environ[name]
