@@ -65,7 +65,10 @@ class TaskSpec(BaseModel):
 
     def settings_overrides(self) -> dict[str, Any]:
         """The settings this task changes, as `load_settings_and_warnings` overrides (validated there)."""
-        chosen = {"agent_max_steps": self.max_steps, "model_id": self.model, "smol_test_command": self.test_command}
+        chosen: dict[str, Any] = {"agent_max_steps": self.max_steps, "model_id": self.model,
+                                  "smol_test_command": self.test_command}
+        if self.setup is not None:  # consent for this repo's set-up phase (never from the repo's own files)
+            chosen["smol_env_setup"] = "allow" if self.setup else "deny"
         return {key: value for key, value in chosen.items() if value is not None}
 
 

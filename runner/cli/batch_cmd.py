@@ -40,11 +40,14 @@ def _default_jobs() -> int:
               help="Sandboxes started ahead for the next queued tasks.")
 @click.option("--infra-wait", type=click.FloatRange(min=0), default=600.0, show_default=True,
               help="Seconds to wait for a lost Docker engine or model endpoint before the batch stops (resumable).")
+@click.option("--setup/--no-setup", "setup", default=None,
+              help="Allow (or forbid) preparing each repo's environment when it has none (SMOL_ENV_SETUP); a task's "
+                   "own `setup` wins.")
 @_json_flag("Print one JSON summary on stdout; progress lines go to stderr.")
 @model_options
 @click.pass_context
 def batch_run(ctx: click.Context, tasks_file: Path | None, name: str | None, resume: str | None, jobs: int | None,
-              model_slots: int, warm: int, infra_wait: float, as_json: bool) -> None:
+              model_slots: int, warm: int, infra_wait: float, setup: bool | None, as_json: bool) -> None:
     """Run every task of TASKS_FILE (JSONL: one {"id", "repo", "task", ...} per line; or YAML) in sandboxes, each
     verified in a fresh sandbox; nothing is written to any tree. Re-running resumes: finished tasks are skipped.
 
@@ -74,7 +77,9 @@ def batch_run(ctx: click.Context, tasks_file: Path | None, name: str | None, res
     if name in earlier and earlier[name] != source:
         raise UsageError(f"batch {name!r} already runs tasks from {earlier[name]}: pick another --name for "
                          f"{source}")
-    overrides = ctx.find_root().meta.get("smol.overrides", {})
+    overrides = dict(ctx.find_root().meta.get("smol.overrides", {}))
+    if setup is not None:
+        overrides["smol_env_setup"] = "allow" if setup else "deny"
     live = BatchProgress(specs=[spec.id for spec in specs], tty=sys.stderr.isatty() and not as_json)
     ctx.call_on_close(live.close)
     tracing = _start_tracing(ctx, settings)
