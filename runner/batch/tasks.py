@@ -151,7 +151,7 @@ def _resolved(path: Path, where: str, spec: TaskSpec) -> TaskSpec:
         return spec
     if spec.ref is not None:
         raise UsageError(f"{path}:{where}: ref is for git URLs; a local repo runs on its working tree as it is")
-    local = (path.parent / spec.repo).resolve()
+    local = (path.parent / Path(spec.repo).expanduser()).resolve()  # ~ as a shell would
     if not local.is_dir():
         raise UsageError(f"{path}:{where}: repo {spec.repo!r} is not a directory ({local})")
     return spec.model_copy(update={"repo": str(local)})
