@@ -106,7 +106,7 @@ def test_helpers_ignore_what_the_agent_plants(mode: str, make_repo: Callable[...
     monkeypatch.setenv("PYTHONPATH", "/home/sandbox/lib:/workspace")
     monkeypatch.setenv("PYTHONSTARTUP", "/tmp/forger.py")
     monkeypatch.setenv("PYTHONUSERBASE", "/home/sandbox/.local")
-    sandbox = open_sandbox(repo, sandbox_env_allowlist="PYTHONPATH,PYTHONSTARTUP,PYTHONUSERBASE")
+    sandbox = open_sandbox(repo, sandbox_mode=mode, sandbox_env_allowlist="PYTHONPATH,PYTHONSTARTUP,PYTHONUSERBASE")
     assert sandbox.info.mode.value == mode
     planted = sandbox.exec(PLANT)
     assert planted.exit_code == 0, planted.stderr

@@ -95,7 +95,7 @@ def test_diff_round_trip(change: str, mode: str, diff_repo: Callable[..., Path],
                          open_sandbox: Callable[..., Any], tmp_path: Path) -> None:
     repo = diff_repo(1000 if mode == "overlay" else None)
     before = tree_fingerprint(repo)
-    sandbox = open_sandbox(repo)
+    sandbox = open_sandbox(repo, sandbox_mode=mode)
     assert sandbox.info.mode.value == mode
     result = sandbox.exec(CHANGES[change])
     assert result.exit_code == 0, result.stderr
@@ -141,7 +141,7 @@ def test_git_spellings_and_nested_repos_are_named_not_dropped_silently(mode: str
                                                                        open_sandbox: Callable[..., Any],
                                                                        tmp_path: Path) -> None:
     repo = diff_repo(1000 if mode == "overlay" else None)
-    sandbox = open_sandbox(repo)
+    sandbox = open_sandbox(repo, sandbox_mode=mode)
     assert sandbox.info.mode.value == mode
     result = sandbox.exec(GIT_SPELLINGS)
     assert result.exit_code == 0, result.stderr
@@ -168,7 +168,7 @@ def test_a_nested_repository_of_the_start_is_left_as_it_is(make_repo: Callable[.
         (repo / "third_party" / "lib.py").write_text("lib\n")
         if owner is not None:
             chown_tree(repo, owner, owner)
-        sandbox = open_sandbox(repo)
+        sandbox = open_sandbox(repo, sandbox_mode=mode)
         assert sandbox.info.mode.value == mode
         assert sandbox.diff() == b"" and sandbox.left_out["git"] == []
         assert sandbox.exec("git init -q vendor && echo v > vendor/v.txt").ok

@@ -146,7 +146,6 @@ def test_an_unused_spare_is_removed_by_drain(make_repo: Callable[..., Path], ope
 
 def test_no_spare_where_overlay_mode_is_not_used(make_repo: Callable[..., Path],
                                                  open_sandbox: Callable[..., Any]) -> None:
-    repo = make_repo(owner=None)  # root-owned: copy mode, which a spare cannot serve
-    sandbox = open_sandbox(repo)
+    sandbox = open_sandbox(make_repo(), sandbox_mode="copy")  # copy mode: a spare cannot serve it
     assert sandbox.info.mode is SandboxMode.COPY
     assert not sandbox.prepare_spare()

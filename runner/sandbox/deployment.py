@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import DockerUnavailableError, ImageError, SandboxError, SmolError, UsageError
-from runner.sandbox import labels, spares
+from runner.sandbox import idmap, labels, spares
 from runner.sandbox.base import SandboxInfo, SandboxMode
 from runner.sandbox.engine import Engine, Mount, connect
+from runner.sandbox.idmap import IdmappedRepo
 from runner.sandbox.layout import HOME, WORKSPACE, keeper_uid
 from runner.sandbox.overlaymode import EngineFacts, FallBack, Spare, start_overlay
 from runner.sandbox.runtime import DockerRuntime
@@ -62,6 +63,8 @@ class DockerDeployment:
         self._owns_engine = False
         self.warm_spare = False
         """Whether this sandbox started on a spare made ahead of time (one container start instead of two)."""
+        self.idmapped: IdmappedRepo | None = None
+        """A root-owned repo's idmapped mount, the overlay's lower layer; released with the containers."""
         self.image_env: dict[str, str] = {}
         """Variables of the repo's prepared environment (PATH, VIRTUAL_ENV, …) when the sandbox starts from one."""
 
@@ -98,8 +101,10 @@ class DockerDeployment:
             if obstacle is None:
                 try:
                     start_overlay(self, repo, image, uid, gid)
-                    self._started(SandboxInfo(SandboxMode.OVERLAY, "the real tree, read-only, with a writable "
-                                              "overlay", image, self._box_id(), uid, gid))
+                    why = "the real tree, read-only, with a writable overlay" + (
+                        f"; the repo is owned by root and seen as uid {uid}'s through an idmapped mount"
+                        if self.idmapped else "")
+                    self._started(SandboxInfo(SandboxMode.OVERLAY, why, image, self._box_id(), uid, gid))
                     return
                 except FallBack as reason:
                     if self.settings.sandbox_mode == "overlay":
@@ -137,6 +142,9 @@ class DockerDeployment:
             remove_objects(self.engine, self.containers, self._volumes)
         self.containers.clear()
         self._volumes.clear()
+        if self.idmapped is not None:  # after the overlay that uses it is gone
+            self.idmapped.release()
+            self.idmapped = None
 
     # ------------------------------------------------------------------ choices
     def _ensure_image(self) -> str:
@@ -184,8 +192,10 @@ class DockerDeployment:
         if self.settings.sandbox_mode == "copy":
             return "SANDBOX_MODE=copy"
         obstacle = EngineFacts(self.engine).overlay_obstacle()
-        if obstacle is None and repo.stat().st_uid != uid:
-            obstacle = f"the repo is owned by uid {repo.stat().st_uid}, not by the sandbox user {uid}"
+        owner = repo.stat().st_uid
+        if obstacle is None and owner != uid and (owner != 0 or idmap.available() is not None):
+            obstacle = f"the repo is owned by uid {owner}, not by the sandbox user {uid}" + (
+                f" ({idmap.available()})" if owner == 0 else "")
         if obstacle and self.settings.sandbox_mode == "overlay":
             raise SandboxError(f"overlay mode is not possible: {obstacle}; set SANDBOX_MODE=auto")
         return obstacle

@@ -76,4 +76,8 @@ def collect_garbage(engine: Engine, *, everything: bool = False) -> list[Removed
             raise
         except SandboxError:
             pass  # still in use by a container that is being removed; the next gc takes it
+    from runner.sandbox import idmap
+
+    removed += [Removed("idmapped mount", f"{idmap.IDMAP_ROOT}/{session}", session)
+                for session in idmap.collect(everything=everything)]
     return removed

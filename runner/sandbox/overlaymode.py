@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import DockerUnavailableError, SandboxError
-from runner.sandbox import spares
+from runner.sandbox import idmap, spares
 from runner.sandbox.base import SandboxInfo, SandboxMode
 from runner.sandbox.engine import Engine, Mount
 from runner.sandbox.layout import BASE, SCRATCH, WORKSPACE
@@ -96,6 +96,7 @@ def _start_on(deployment: DockerDeployment, repo: Path, image: str, uid: int, gi
     else:
         scratch = deployment.tmpfs_volume("scratch", uid, gid, 0o700)
     mountpoint = deployment.mountpoints[scratch]
+    lower = _lower(deployment, repo, root, uid, gid)
     overlay = deployment.volume("overlay", {
         "type": "overlay", "device": "overlay",
         # redirect_dir/metacopy off: every changed path is a real entry in the upper layer, which the diff
@@ -106,7 +107,7 @@ def _start_on(deployment: DockerDeployment, repo: Path, image: str, uid: int, gi
     box_mounts = [
         Mount(WORKSPACE, overlay, no_copy=True),
         Mount(SCRATCH, scratch, read_only=True, no_copy=True),
-        Mount(BASE, str(repo), type="bind", read_only=True),
+        Mount(BASE, str(lower), type="bind", read_only=True),
     ]
     if spare is not None:
         keeper = spare.keeper_id
@@ -121,11 +122,23 @@ def _start_on(deployment: DockerDeployment, repo: Path, image: str, uid: int, gi
             box_future = pool.submit(deployment.create, image, "box", box_mounts, **deployment.hardening(uid, gid))
             keeper, box = keeper_future.result(), box_future.result()
         deployment.start_container(keeper, "keeper")
-    deployment.engine.put_archive(keeper, "/keep", overlay_layout(str(repo), root, uid, gid), "preparing the overlay")
+    deployment.engine.put_archive(keeper, "/keep", overlay_layout(str(lower), root, uid, gid), "preparing the overlay")
     deployment.start_container(box, "box")
     deployment.set_box(box)
     if not daemon_sees(deployment, box, root, f"{uid}:{gid}"):
         raise FallBack("the engine sees a different tree at the repo path")
+
+
+def _lower(deployment: DockerDeployment, repo: Path, root: os.stat_result, uid: int, gid: int) -> Path:
+    """The overlay's lower layer: the repo itself, or, for a root-owned repo (and a root host process), an
+    idmapped mount of it in which root's files are uid:gid's (see `idmap`); copy mode when that cannot be made."""
+    if root.st_uid == uid:
+        return repo
+    try:
+        deployment.idmapped = idmap.mount(repo, deployment.session, uid, gid)
+    except OSError as error:
+        raise FallBack(f"the repo is owned by root and an idmapped mount of it failed ({error})") from None
+    return deployment.idmapped.path
 
 
 def daemon_sees(deployment: DockerDeployment, box: str, root: os.stat_result, user: str) -> bool:
