@@ -7,6 +7,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import SmolError
@@ -71,6 +72,7 @@ def run_checks() -> list[Check]:
         checks.append(_image_check(engine, settings))
         if checks[-1].status == "ok":
             checks.append(_sandbox_probe(engine, settings))
+            checks.append(_env_check(engine, settings))
 
     checks.append(_model_check(settings))
     checks.append(_phoenix_check(settings))
@@ -110,6 +112,19 @@ def _sandbox_probe(engine: Engine, settings: Any) -> Check:
         return Check("sandbox", "fail", f"a command in the sandbox failed ({result.stderr.strip()[:120]})",
                      "smol image build --force")
     return Check("sandbox", "ok", f"started and ran a command in {mode} mode")
+
+
+def _env_check(engine: Engine, settings: Any) -> Check:
+    """The prepared environment of the repo in the current directory (`smol env`)."""
+    from runner.env.store import describe
+    from runner.gitroot import find_root
+    from runner.sandbox.image import resolve_image
+
+    try:
+        status, detail, fix = describe(engine, find_root(Path.cwd())[0], resolve_image(settings))
+    except (OSError, SmolError) as error:
+        return Check("environment", "warn", f"cannot tell ({error})", "smol env show")
+    return Check("environment", status, detail, fix)
 
 
 def _model_check(settings: Any) -> Check:

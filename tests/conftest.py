@@ -191,7 +191,7 @@ def open_sandbox(sandbox_image: str, settings_factory: Callable[..., Any]) -> It
 
 
 DOCKER_FIXTURES = {"docker_client", "sandbox_image", "open_sandbox"}
-DOCKER_MODULES = {"test_adversarial_fs.py", "test_adversarial_flow.py"}
+DOCKER_MODULES = {"test_adversarial_fs.py", "test_adversarial_flow.py", "test_env_real.py"}
 """Modules whose every test checks the engine for leftovers (an autouse fixture of their own)."""
 
 

@@ -33,14 +33,21 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
 @main.command()
 @click.option("--all", "everything", is_flag=True, help="Also remove sandboxes of processes still running.")
 def gc(everything: bool) -> None:
-    """Remove sandbox containers and volumes left behind by killed processes."""
+    """Remove sandbox containers and volumes left behind by killed processes, and prepared environments no repo
+    uses any more (its directory is gone, or its dependencies or the sandbox image changed since)."""
+    from runner.env.store import remove, unused
     from runner.sandbox.engine import connect
+    from runner.sandbox.image import resolve_image
     from runner.sandbox.labels import collect_garbage
 
-    removed = collect_garbage(connect(), everything=everything)
+    engine = connect()
+    removed = collect_garbage(engine, everything=everything)
     for item in removed:
         click.echo(f"removed {item.kind} {item.name}")
-    click.echo(f"smol gc: removed {len(removed)} object(s)")
+    environments = remove(engine, unused(engine, resolve_image(_settings())))  # repo gone, or its inputs changed
+    for tag in environments:
+        click.echo(f"removed environment {tag}")
+    click.echo(f"smol gc: removed {len(removed) + len(environments)} object(s)")
 
 
 # ---------------------------------------------------------------------------------------------- image

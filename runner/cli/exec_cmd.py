@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from runner.cli.app import _check_writable, _json_flag, _progress, _repo_root, _settings, left_out_lines, main
+from runner.cli.env_cmd import prepare_environment, setup_option
 
 
 # ---------------------------------------------------------------------------------------------- exec
@@ -20,6 +21,7 @@ from runner.cli.app import _check_writable, _json_flag, _progress, _repo_root, _
               help="Write the sandbox's changes to this file as a git patch.")
 @click.option("--timeout", type=float, default=None, help="Seconds before the command is stopped.")
 @_json_flag("Print one JSON object with the result (or the error) instead of streaming.")
+@setup_option
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 def exec_command(ctx: click.Context, repo: Path, patch_out: Path | None, timeout: float | None, as_json: bool,
@@ -34,6 +36,7 @@ def exec_command(ctx: click.Context, repo: Path, patch_out: Path | None, timeout
         _check_writable(patch_out)
     repo, subdir = _repo_root(repo, as_json)
     settings = _settings()
+    prepare_environment(repo, as_json)
     sandbox = ctx.with_resource(DockerSandbox(repo, settings, progress=_progress))
     info = sandbox.info
     if not as_json:

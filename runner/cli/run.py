@@ -21,6 +21,7 @@ from runner.cli.app import (
     left_out_lines,
     main,
 )
+from runner.cli.env_cmd import prepare_environment, setup_option
 from runner.errors import ExitCode
 
 # ---------------------------------------------------------------------------------------------- run / chat
@@ -65,6 +66,7 @@ def _start_session(ctx: click.Context, repo: Path, as_json: bool, *, reverify: b
     warning = context_warning(settings, context_length(settings, timeout=3))
     if warning:
         click.echo(f"smol: warning: {warning}", err=True)
+    prepare_environment(repo, as_json)
     live = LiveStatus(sys.stderr, interactive=_interactive(as_json))
     ctx.call_on_close(live.close)
     progress = (lambda message: None) if as_json else (lambda message: live.line(f"smol: {message}"))
@@ -213,6 +215,7 @@ def finish_run(session: Any, task: str, repo: Path, outcome: Any, patch_out: Pat
               help="Write the agent's changes to this file as a git patch.")
 @_json_flag("Print one JSON summary (or error) on stdout; never asks for input.")
 @model_options
+@setup_option
 @promote_options
 @click.pass_context
 def run(ctx: click.Context, task: str, repo: Path, patch_out: Path | None, as_json: bool, promote_mode: str | None,

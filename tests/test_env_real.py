@@ -1,0 +1,175 @@
+"""Real projects, as a new user meets them: PyPI source distributions that ship their tests, each prepared by
+`smol env build` (or `smol exec --setup`) with the real engine and the real registry (through this machine's
+TLS-intercepting proxy), then their whole suite run through `smol exec`, with network off, and compared with a
+host venv built by the same steps. The last test seeds a bug, lets the scripted model fix it, and checks that the
+re-verification ran the project's real suite before the fix was promoted.
+
+Three shapes: flask (uv.lock with PEP 735 groups), bleach (setup.py and a pinned requirements-dev.txt with
+`-e .`), markdown-it-py (pyproject.toml extras `[testing]`); each has runtime dependencies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.env.plan import VENV, plan_for
+from runner.testcmd import parse_test_counts
+from tests.conftest import REPO_OWNER, chown_tree, git
+from tests.fake_ollama import FakeOllama, final, tool
+
+SMOL = str(Path(sys.executable).with_name("smol"))
+PROJECTS = {"flask": "3.1.3", "bleach": "6.4.0", "markdown-it-py": "4.3.0"}
+SUITE = ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+
+
+def smol(*args: str, env: dict[str, str] | None = None, timeout: float = 900,
+         inside_may_fail: bool = False) -> subprocess.CompletedProcess[str]:
+    """The real CLI; smol itself never answers with a traceback (a command inside the sandbox may)."""
+    result = subprocess.run([SMOL, *args], env={**os.environ, "PHOENIX_ENABLED": "false", **(env or {})},
+                            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    if not inside_may_fail:
+        assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+@pytest.fixture(scope="session")
+def sdists(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The source distributions, downloaded once per session with the host's pip."""
+    into = tmp_path_factory.mktemp("sdists")
+    for name, version in PROJECTS.items():
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "--quiet",
+                        f"{name}=={version}", "-d", str(into)], check=True, timeout=600)
+    return into
+
+
+@pytest.fixture(scope="session")
+def projects(sdists: Path, tmp_path_factory: pytest.TempPathFactory, sandbox_image: str) -> dict[str, Path]:
+    """Each sdist unpacked as a git repo owned by an ordinary user, as a developer's checkout would be."""
+    base = tmp_path_factory.mktemp("projects")
+    found = {}
+    for name, version in PROJECTS.items():
+        archive = next(sdists.glob(f"{name.replace('-', '_')}-{version}.tar.gz"))
+        with tarfile.open(archive) as tar:
+            tar.extractall(base, filter="data")
+        repo = base / archive.name.removesuffix(".tar.gz")
+        git(repo, "init", "-q")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", f"{name} {version} from its sdist")
+        chown_tree(repo, REPO_OWNER, REPO_OWNER)
+        found[name] = repo
+    return found
+
+
+def host_counts(repo: Path, tmp_path: Path) -> dict[str, int]:
+    """The suite's counts in a host venv built by the same plan (same uv, same lockfile, same steps)."""
+    from runner.env.tools import ensure_uv
+
+    uv = ensure_uv(None, print)
+    copy = tmp_path / "host" / repo.name
+    shutil.copytree(repo, copy, symlinks=True)
+    venv = tmp_path / "host-venv"
+    script = plan_for(copy).user_script.replace(VENV, str(venv)).replace("/usr/bin/python3", sys.executable) \
+        .replace("/tmp/smol-locked.txt", str(tmp_path / "locked.txt"))
+    env = {**os.environ, "PATH": f"{uv.parent}:{venv}/bin:{os.environ['PATH']}", "VIRTUAL_ENV": str(venv),
+           "UV_NATIVE_TLS": "1", "UV_PYTHON_DOWNLOADS": "never", "UV_COMPILE_BYTECODE": "1"}
+    subprocess.run(["bash", "-c", script], cwd=copy, env=env, check=True, capture_output=True, timeout=900)
+    run = subprocess.run([str(venv / "bin" / "python"), *SUITE[1:]], cwd=copy, env=env, capture_output=True,
+                         text=True, timeout=900)
+    return parse_test_counts(run.stdout + run.stderr)
+
+
+def sandbox_counts(repo: Path) -> tuple[dict[str, int], dict[str, Any]]:
+    result = smol("exec", "--repo", str(repo), "--json", "--", *SUITE)
+    payload = json.loads(result.stdout)
+    return parse_test_counts(payload["stdout"] + payload["stderr"]), payload
+
+
+@pytest.mark.parametrize("name", ["flask", "bleach"])
+def test_env_build_then_the_whole_suite_matches_the_host(name: str, projects: dict[str, Path],
+                                                         tmp_path: Path) -> None:
+    repo = projects[name]
+    built = smol("env", "build", "--repo", str(repo), "--json")
+    assert built.returncode == 0, built.stderr
+    first = json.loads(built.stdout)
+    # Cached already when another clone of the same release was prepared on this engine (same inputs, same tag).
+    assert first["tag"].startswith(f"smol-env:{repo.name}-") and first["detected"]
+    again = json.loads(smol("env", "build", "--repo", str(repo), "--json").stdout)
+    assert again == {**first, "cached": True, "seconds": again["seconds"]} and again["seconds"] < 5
+
+    counts, payload = sandbox_counts(repo)
+    assert payload["sandbox"]["image"] == first["tag"]  # the sandbox started from the environment
+    assert payload["diff_bytes"] == 0  # the run left nothing in the repo view
+    expected = host_counts(repo, tmp_path)
+    print(f"{name}: sandbox {counts}, host {expected}")
+    assert expected["passed"] > 100
+    assert counts == expected
+
+
+def test_opt_in_then_exec_setup_builds_with_progress(projects: dict[str, Path], tmp_path: Path) -> None:
+    repo = projects["markdown-it-py"]
+    assert smol("env", "rm", "--repo", str(repo)).returncode == 0  # prepared by an earlier session: start bare
+    # Nobody to ask, nothing allowed: one line naming the command, the bare image, no set-up.
+    bare = smol("exec", "--repo", str(repo), "--", "python3", "-c", "import markdown_it", inside_may_fail=True)
+    assert bare.returncode != 0 and "ModuleNotFoundError" in bare.stderr
+    hints = [line for line in bare.stderr.splitlines() if "smol env build" in line]
+    assert len(hints) == 1 and "declares dependencies" in hints[0], bare.stderr
+    assert "preparing the environment" not in bare.stderr
+    # A repo's own settings can never turn it on.
+    (repo / ".smol.toml").write_text('SMOL_ENV_SETUP = "allow"\n')
+    try:
+        refused = smol("exec", "--repo", str(repo), "--", "true")
+        assert "preparing the environment" not in refused.stderr and "smol env build" in refused.stderr
+    finally:
+        (repo / ".smol.toml").unlink()
+    # --setup is the user's yes: built with progress, then used.
+    setup = smol("exec", "--setup", "--repo", str(repo), "--", "python3", "-c", "import markdown_it, mdurl")
+    assert setup.returncode == 0, setup.stderr
+    assert "preparing the environment smol-env:" in setup.stderr and "set-up: + uv pip install -e" in setup.stderr
+    counts, payload = sandbox_counts(repo)
+    assert payload["sandbox"]["image"].startswith("smol-env:")
+    expected = host_counts(repo, tmp_path)
+    print(f"markdown-it-py: sandbox {counts}, host {expected}")
+    assert expected["passed"] > 100 and counts == expected
+
+
+SEEDED = ("strip_comments=strip_comments,", "strip_comments=not strip_comments,")
+"""bleach.clean() hands its Cleaner the opposite of what it was asked: comments kept when they should go."""
+
+
+def test_a_seeded_bug_fixed_verified_by_the_real_suite_and_promoted(projects: dict[str, Path]) -> None:
+    repo = projects["bleach"]
+    source = repo / "bleach" / "__init__.py"
+    assert SEEDED[0] in source.read_text()
+    source.write_text(source.read_text().replace(SEEDED[0], SEEDED[1]))
+    git(repo, "commit", "-qam", "seed a bug: comments are kept when they should be stripped")
+    chown_tree(repo, REPO_OWNER, REPO_OWNER)
+    assert smol("env", "build", "--repo", str(repo)).returncode == 0  # cached, or built when run alone
+
+    script = [tool("run_tests"),
+              tool("propose_patch", path="bleach/__init__.py", old_text="strip_comments=not strip_comments,",
+                   new_text="strip_comments=strip_comments,"),
+              tool("apply_patch", patch_id="p1"), tool("run_tests"), final("clean() inverted strip_comments")]
+    with FakeOllama(script) as fake:
+        result = smol("run", "Fix bleach.clean", "--repo", str(repo), "--json", "--promote", "auto-if-verified",
+                      env={"MODEL_API_BASE": fake.url})
+        asked = fake.requests
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    # The agent's first test run failed on the seeded bug: the suite ran for real in the agent's sandbox.
+    first_run = json.dumps(asked[1]["messages"][-1])
+    assert "failed" in first_run
+    verification = json.loads(smol("runs", "show", summary["run_id"], "--json").stdout)["verification"]
+    print(f"verification: {verification}")
+    assert verification["status"] == "passed" and verification["passed"] > 400 and verification["failed"] == 0
+    assert summary["promotion"]["outcome"] == "applied"
+    assert SEEDED[0] in source.read_text()
+    assert f"verification: passed ({verification['passed']} passed, 0 failed)" in result.stderr
