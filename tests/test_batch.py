@@ -113,13 +113,20 @@ def test_a_batch_gives_each_task_a_status_that_means_something(repo: Path, tmp_p
         assert fake.requests == []
     assert sorted(json.loads(again.stdout)["skipped"]) == ["break", "fix", "look", "loop"]
 
-    # Drop the unverified one, promote the verified one through the ordinary guarded promotion.
+    # The review walks the queue through the ordinary promotion: the verified change is applied; the other one is
+    # re-verified against the tree that now holds the first (its edit merges: another function of the same file),
+    # fails there, and stays queued with nothing of it written.
+    reviewed = smol(["queue", "review", "--promote", "auto-if-verified"], env)
+    assert reviewed.returncode == 0, reviewed.stdout + reviewed.stderr
+    assert "reviewed: 1 applied, 1 saved" in reviewed.stdout
+    assert "verification: failed (1 passed, 1 failed)" in reviewed.stdout
+    assert (repo / "src/app.py").read_text() == BUGGY["src/app.py"].replace("return a - b", "return a + b", 1)
+    assert [entry["run_id"] for entry in json.loads(smol(["queue", "--json"], env).stdout)] == [queue[1]["run_id"]]
     dropped = smol(["queue", "drop", queue[1]["run_id"]], env)
     assert dropped.returncode == 0 and "dropped" in dropped.stdout
-    promoted = smol(["promote", queue[0]["run_id"], "--promote", "auto-if-verified"], env)
-    assert promoted.returncode == 0, promoted.stderr
-    assert "return a + b" in (repo / "src/app.py").read_text()
     assert json.loads(smol(["queue", "--json"], env).stdout) == []
+    again_drop = smol(["queue", "drop", queue[1]["run_id"]], env)
+    assert again_drop.returncode == ExitCode.USAGE and "not waiting for review" in again_drop.stderr
 
 
 def test_the_same_work_in_another_batch_is_not_done_twice(repo: Path, tmp_path: Path) -> None:
