@@ -173,3 +173,49 @@ def test_a_seeded_bug_fixed_verified_by_the_real_suite_and_promoted(projects: di
     assert summary["promotion"]["outcome"] == "applied"
     assert SEEDED[0] in source.read_text()
     assert f"verification: passed ({verification['passed']} passed, 0 failed)" in result.stderr
+
+
+AIR_GAPPED = {
+    "pyproject.toml": '[project]\nname = "tinycalc"\nversion = "0.1"\ndescription = "tiny"\ndependencies = ["mdurl"]\n'
+                      '[project.optional-dependencies]\ntest = ["pytest"]\n'
+                      '[build-system]\nrequires = ["flit_core>=3.4"]\nbuild-backend = "flit_core.buildapi"\n',
+    "tinycalc/__init__.py": ('"""A tiny project with a runtime dependency."""\n\nimport mdurl\n\n__version__ = "0.1"\n'
+                             "\n\ndef add(a, b):\n    return a + b\n\n\n"
+                             "def link(url):\n    return mdurl.encode(url)\n"),
+    "tests/test_calc.py": "from tinycalc import add, link\n\n\ndef test_add():\n    assert add(1, 2) == 3\n\n\n"
+                          "def test_link():\n    assert link('a b') == 'a%20b'\n",
+    # The user's own set-up script: proves there is no network at all, then installs from the wheelhouse only.
+    ".smol/setup.sh": ("set -eu\nif python3 -c \"import socket; socket.create_connection(('pypi.org', 443), 3)\" "
+                       "2>/dev/null; then echo 'the network is reachable' >&2; exit 1; fi\n"
+                       "uv pip install -e '.[test]'\n"),
+}
+
+
+def test_air_gapped_wheelhouse_with_the_users_setup_script(tmp_path: Path, sandbox_image: str) -> None:
+    from runner.env.key import UV_VERSION
+    from runner.env.tools import _platform_tag
+
+    wheelhouse = tmp_path / "wheels"
+    for extra in ([], ["--platform", _platform_tag()]):
+        wanted = [f"uv=={UV_VERSION}", "--no-deps"] if extra else ["mdurl", "pytest", "flit_core"]
+        subprocess.run([sys.executable, "-m", "pip", "download", "--only-binary", ":all:", "--quiet", "-d",
+                        str(wheelhouse), *extra, *wanted], check=True, timeout=600)
+    repo = tmp_path / "tinycalc"
+    for rel, text in AIR_GAPPED.items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(text)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "tinycalc")
+    chown_tree(repo, REPO_OWNER, REPO_OWNER)
+    env = {"SMOL_ENV_WHEELHOUSE": str(wheelhouse), "XDG_CACHE_HOME": str(tmp_path / "cache")}  # uv from it too
+    smol("env", "rm", "--repo", str(repo))
+    built = smol("env", "build", "--repo", str(repo), env=env)
+    assert built.returncode == 0, built.stderr
+    assert "air-gapped: wheelhouse only" in built.stderr and ".smol/setup.sh" in built.stderr
+    assert (tmp_path / "cache" / "smol" / "uv" / UV_VERSION / "uv").is_file()
+    counts, payload = sandbox_counts(repo)
+    assert payload["exit_code"] == 0 and counts["passed"] == 2, payload["stdout"][-500:]
+    # The editable install is what the sandbox imports: the code under /workspace, not a copy.
+    where = smol("exec", "--repo", str(repo), "--", "python3", "-c", "import tinycalc; print(tinycalc.__file__)")
+    assert where.stdout.strip() == "/workspace/tinycalc/__init__.py"
