@@ -137,7 +137,7 @@ def _chat_command(text: str, session: Any) -> None:
     elif word == "/undo":
         click.echo("nothing to undo: no task has changed anything yet")
     elif word == "/tests":
-        from runner.promote.flow import verification_command
+        from runner.promote.verify import verification_command
         from runner.testcmd import classify_test_run
 
         command, source = verification_command(session.settings, session.sandbox.list_files("*"))
