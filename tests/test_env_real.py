@@ -29,6 +29,8 @@ from tests.fake_ollama import FakeOllama, final, tool
 SMOL = str(Path(sys.executable).with_name("smol"))
 PROJECTS = {"flask": "3.1.3", "bleach": "6.4.0", "markdown-it-py": "4.3.0"}
 SUITE = ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+HOST_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+"""The host venv's interpreter: the same Debian python3 as the image's where the host has it (a fair comparison)."""
 
 
 def smol(*args: str, env: dict[str, str] | None = None, timeout: float = 900,
@@ -77,7 +79,7 @@ def host_counts(repo: Path, tmp_path: Path) -> dict[str, int]:
     copy = tmp_path / "host" / repo.name
     shutil.copytree(repo, copy, symlinks=True)
     venv = tmp_path / "host-venv"
-    script = plan_for(copy).user_script.replace(VENV, str(venv)).replace("/usr/bin/python3", sys.executable) \
+    script = plan_for(copy).user_script.replace(VENV, str(venv)).replace("/usr/bin/python3", HOST_PYTHON) \
         .replace("/tmp/smol-locked.txt", str(tmp_path / "locked.txt"))
     env = {**os.environ, "PATH": f"{uv.parent}:{venv}/bin:{os.environ['PATH']}", "VIRTUAL_ENV": str(venv),
            "UV_NATIVE_TLS": "1", "UV_PYTHON_DOWNLOADS": "never", "UV_COMPILE_BYTECODE": "1"}
@@ -219,3 +221,32 @@ def test_air_gapped_wheelhouse_with_the_users_setup_script(tmp_path: Path, sandb
     # The editable install is what the sandbox imports: the code under /workspace, not a copy.
     where = smol("exec", "--repo", str(repo), "--", "python3", "-c", "import tinycalc; print(tinycalc.__file__)")
     assert where.stdout.strip() == "/workspace/tinycalc/__init__.py"
+
+
+GO_PROJECT = {
+    "go.mod": "module example.com/calc\n\ngo 1.19\n",
+    "calc.go": "package calc\n\n// Add returns the sum of a and b.\nfunc Add(a, b int) int { return a + b }\n",
+    "calc_test.go": ('package calc\n\nimport "testing"\n\nfunc TestAdd(t *testing.T) {\n\tif Add(1, 2) != 3 {\n'
+                     '\t\tt.Fatal("1+2")\n\t}\n}\n\nfunc TestAddNegative(t *testing.T) {\n\tif Add(1, -2) != -1 {\n'
+                     '\t\tt.Fatal("1-2")\n\t}\n}\n\nfunc TestSkipped(t *testing.T) { t.Skip("not here") }\n'),
+}
+
+
+def test_a_go_project_gets_its_toolchain_from_debian_and_its_tests_run(tmp_path: Path, sandbox_image: str) -> None:
+    repo = tmp_path / "calc"
+    repo.mkdir()
+    for rel, text in GO_PROJECT.items():
+        (repo / rel).write_text(text)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "calc")
+    chown_tree(repo, REPO_OWNER, REPO_OWNER)
+    bare = smol("exec", "--repo", str(repo), "--no-setup", "--", "go", "version")
+    assert bare.returncode == 127  # the sandbox image has no Go
+    built = smol("env", "build", "--repo", str(repo))
+    assert built.returncode == 0, built.stderr
+    assert "golang-go" in built.stderr or "is up to date" in built.stderr
+    result = json.loads(smol("exec", "--repo", str(repo), "--json", "--", "go", "test", "-v", "./...").stdout)
+    assert result["exit_code"] == 0, result["stdout"][-800:] + result["stderr"][-800:]
+    assert parse_test_counts(result["stdout"]) == {"passed": 2, "failed": 0, "errors": 0, "skipped": 1}
+    assert result["diff_bytes"] == 0  # the build cache went to /tmp, nothing into the repo view

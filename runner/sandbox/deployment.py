@@ -204,6 +204,9 @@ class DockerDeployment:
     def hardening(self, uid: int, gid: int) -> dict[str, Any]:
         settings = self.settings
         tmp = settings.sandbox_tmp_size
+        # A prepared environment with a compiled toolchain (Go) runs its test binaries from /tmp (GOTMPDIR); noexec
+        # there would add no containment, since commands already run what they write under /workspace.
+        exec_tmp = ",exec" if "GOCACHE" in self.image_env else ""
         return {
             "detach": True,
             "init": True,
@@ -217,7 +220,7 @@ class DockerDeployment:
             "memswap_limit": settings.sandbox_memory,
             "nano_cpus": int(settings.sandbox_cpus * 1e9),
             "tmpfs": {
-                "/tmp": f"rw,nosuid,nodev,size={tmp},mode=1777",
+                "/tmp": f"rw,nosuid,nodev{exec_tmp},size={tmp},mode=1777",
                 HOME: f"rw,nosuid,nodev,size={tmp},uid={uid},gid={gid},mode=0700",
             },
             "hostname": "sandbox",
