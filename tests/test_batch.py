@@ -252,3 +252,47 @@ def test_a_yaml_task_file_reads_like_jsonl(tmp_path: Path) -> None:
     first, second = load_tasks(path)
     assert first.repo == str((tmp_path / "r").resolve()) and first.timeout == 60
     assert second.is_remote and second.ref == "v1"
+
+
+def test_a_git_url_task_runs_on_the_batchs_own_clone_at_its_ref(make_repo: Callable[..., Path], sandbox_image: str,
+                                                                 tmp_path: Path) -> None:
+    repo = make_repo("upstream", owner=os.geteuid(), files=BUGGY, dirty=False)  # git serves only its owner's repos
+    git = ["git", "-c", "safe.directory=*", "-c", "user.email=t@t", "-c", "user.name=t", "-C", str(repo)]
+    subprocess.run([*git, "checkout", "-q", "-b", "feature"], check=True)
+    (repo / "FEATURE.md").write_text("only on the branch\n")
+    subprocess.run([*git, "add", "FEATURE.md"], check=True)
+    subprocess.run([*git, "commit", "-qm", "feature"], check=True)
+    subprocess.run([*git, "checkout", "-q", "-"], check=True)
+    before = tree_fingerprint(repo)
+    tasks = write_tasks(tmp_path / "remote.jsonl", [
+        {"id": "fix", "repo": f"file://{repo}", "ref": "feature", "task": "TASK-FIX: fix add"}])
+    env = {"RUNS_DB": str(tmp_path / "state" / "runs.db")}
+    with routed(ByTask({"TASK-FIX": FIX})) as fake:
+        result = smol(["batch", "run", str(tasks), "--json"], {**env, "MODEL_API_BASE": fake.url})
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)["tasks"][0]
+    assert row["status"] == "verified", result.stderr
+    (entry,) = json.loads(smol(["queue", "--json"], env).stdout)
+    clone = Path(entry["repo"])
+    assert clone.is_relative_to(tmp_path / "state") and (clone / "FEATURE.md").is_file()  # the ref was checked out
+    assert tree_fingerprint(repo) == before  # the source repo is only read
+
+
+def test_a_repo_that_cannot_be_cloned_is_that_tasks_outcome(repo: Path, tmp_path: Path) -> None:
+    tasks = write_tasks(tmp_path / "t.jsonl", [
+        {"id": "gone", "repo": f"file://{tmp_path}/no-such-repo", "task": "TASK-LOOK: look"},
+        {"id": "here", "repo": str(repo), "task": "TASK-LOOK: look"}])
+    with routed(ByTask({"TASK-LOOK": LOOK})) as fake:
+        result = smol(["batch", "run", str(tasks), "--json"], {"RUNS_DB": str(tmp_path / "runs.db"),
+                                                               "MODEL_API_BASE": fake.url})
+    assert result.returncode == 0, result.stderr
+    rows = {task["id"]: task for task in json.loads(result.stdout)["tasks"]}
+    assert rows["gone"]["status"] == "repo-error" and "cannot clone" in rows["gone"]["detail"]
+    assert rows["here"]["status"] == "no-change"
+
+
+def test_a_url_smol_does_not_clone_is_refused(tmp_path: Path) -> None:
+    tasks = write_tasks(tmp_path / "bad.jsonl", [{"id": "x", "repo": "ext::sh -c touch% /tmp/pwned", "task": "t"}])
+    result = smol(["batch", "run", str(tasks)], {"RUNS_DB": str(tmp_path / "runs.db")})
+    assert result.returncode == ExitCode.USAGE and "is not a directory" in result.stderr
+    assert not Path("/tmp/pwned").exists()

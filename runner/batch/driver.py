@@ -93,12 +93,16 @@ def clone(spec: TaskSpec, work_dir: Path) -> Path:
         cloned = subprocess.run([*safe, "clone", "--quiet", "--no-checkout", "--", spec.repo, str(target)],
                                 capture_output=True, text=True, env=GIT_ENV, timeout=900)
         if cloned.returncode != 0:
-            raise UsageError(f"task {spec.id}: cannot clone {spec.repo}: {cloned.stderr.strip()[:300]}")
+            raise UsageError(f"task {spec.id}: cannot clone {spec.repo}: {_first_line(cloned.stderr)}")
         checkout = subprocess.run([*safe, "-C", str(target), "checkout", "--quiet", spec.ref or "HEAD", "--"],
                                   capture_output=True, text=True, env=GIT_ENV)
         if checkout.returncode != 0:
-            raise UsageError(f"task {spec.id}: cannot check out {spec.ref!r}: {checkout.stderr.strip()[:300]}")
+            raise UsageError(f"task {spec.id}: cannot check out {spec.ref!r}: {_first_line(checkout.stderr)}")
     return target
+
+
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or ["git failed"])[0][:300]
 
 
 class BatchDriver:
@@ -147,7 +151,13 @@ class BatchDriver:
         while pending or running:
             while pending and len(running) < self.executor.capacity:
                 row = pending.popleft()
-                job = prepared.pop(row.spec.id, None) or self._job(name, row)
+                try:
+                    job = prepared.pop(row.spec.id, None) or self._job(name, row)
+                except SmolError as error:  # a clone that fails is this task's outcome, not the batch's end
+                    self.store.start(name, row.spec.id, "")
+                    self.store.finish(name, row.spec.id, "repo-error", str(error), None)
+                    self.event(row.spec.id, {"state": "done", "status": "repo-error", "detail": str(error)})
+                    continue
                 earlier = self.store.done_with_key(job.key)
                 if earlier is not None and (earlier.batch, earlier.spec.id) != (name, row.spec.id):
                     detail = f"same work as {earlier.batch}/{earlier.spec.id}: {earlier.detail}"
@@ -162,7 +172,10 @@ class BatchDriver:
                 self.event(row.spec.id, {"state": "running"})
                 if pending:  # the next task's sandbox starts while this one works
                     upcoming = pending[0]
-                    prepared[upcoming.spec.id] = prepared.get(upcoming.spec.id) or self._job(name, upcoming)
+                    try:
+                        prepared[upcoming.spec.id] = prepared.get(upcoming.spec.id) or self._job(name, upcoming)
+                    except SmolError:
+                        continue  # reported when its turn comes
                     self.executor.upcoming(prepared[upcoming.spec.id])
             paused: list[TaskJob] = []
             for result in self.executor.results(wait=0.5):
