@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from runner.errors import ExitCode
+from runner.textsafe import sanitize_for_terminal
 
 SCHEMA = "smol.ci/1"
 """Bumped on any change a consumer of result.json could notice; fields are only ever added within a version."""
@@ -143,8 +144,8 @@ def summary_markdown(result: dict[str, Any]) -> str:
 
 def workflow_commands(result: dict[str, Any]) -> list[str]:
     """GitHub workflow commands (`::error`/`::warning`), at most MAX_ANNOTATIONS, one line each."""
-    def clean(text: str) -> str:  # workflow commands end at a newline; `%` starts an escape
-        return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    def clean(text: str) -> str:  # workflow commands end at a newline; `%` starts an escape; logs render ANSI
+        return sanitize_for_terminal(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
     found = [f"::error title=smol guard::{clean(f['path'])}: {clean(f['reason'])}" for f in result["guard"]["refused"]]
     found += [f"::warning title=smol guard::{clean(f['path'])} needs review: {clean(f['reason'])}"

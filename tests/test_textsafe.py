@@ -101,3 +101,71 @@ def test_no_module_keeps_its_own_terminal_escaping() -> None:
     own_rule = [path.relative_to(RUNNER).as_posix() for path in RUNNER.rglob("*.py")
                 if path.name != "textsafe.py" and "\\u202e" in path.read_text().lower()]
     assert own_rule == []
+
+
+# ------------------------------------------------------------- the CLI's own lines: errors and recovered journals
+ESCAPED_NAME = "a\x1b]0;pwned\x07\x1b[2K\u202e.txt"
+"""A name the agent chose: sets the window title, erases the line, reverses what follows."""
+
+
+def _cli(args: list[str], state: Path, group: object | None = None) -> tuple[int, str]:
+    from click.testing import CliRunner
+
+    from runner.cli.app import main
+
+    result = CliRunner().invoke(group or main, args, env={"XDG_STATE_HOME": str(state), "PHOENIX_ENABLED": "false"})
+    return result.exit_code, result.stderr
+
+
+def test_an_error_naming_an_agent_path_reaches_the_terminal_escaped(tmp_path: Path) -> None:
+    """Promotion errors name the patch's paths ("X changed while the change was being written", git's stderr,
+    "conflicts in: X"); the one place that prints every SmolError must not pass their escapes to the terminal."""
+    from runner.cli.app import SmolGroup
+    from runner.promote.apply import PromotionError
+
+    group = SmolGroup("smol")
+
+    @group.command()
+    def write() -> None:
+        raise PromotionError(f"{ESCAPED_NAME} changed while the change was being written\nsmol: promotion: applied")
+
+    code, stderr = _cli(["write"], tmp_path, group)
+    assert code == PromotionError.exit_code
+    assert "\x1b" not in stderr and "\x07" not in stderr and "\u202e" not in stderr
+    assert "a\\x1b]0;pwned\\x07\\x1b[2K\\u202e.txt changed while" in stderr
+    assert stderr.count("\n") == 1  # one line: a newline in the message cannot forge a second line of output
+
+
+def test_a_recovered_journal_names_kept_paths_escaped(tmp_path: Path) -> None:
+    """A promotion killed mid-write is rolled back by the next command, which names the paths it left alone:
+    paths from the agent's patch."""
+    import json
+
+    from runner.promote.journal import encode_state
+    from runner.sandbox.base import FileState
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / ESCAPED_NAME).write_bytes(b"the user's bytes since\n")
+    journal = tmp_path / "state" / "smol" / "journal"
+    journal.mkdir(parents=True)
+    entry = {"repo": str(repo), "pid": 1, "boot": "a boot long gone",
+             "changes": [{"path": ESCAPED_NAME, "before": encode_state(FileState("file", b"before\n")),
+                          "after": encode_state(FileState("file", b"after\n")), "times": None, "mode": None}]}
+    (journal / "killed.json").write_text(json.dumps(entry))
+    code, stderr = _cli(["runs", "list"], tmp_path / "state")
+    assert code == 0, stderr
+    assert "killed mid-write" in stderr and "a\\x1b]0;pwned\\x07\\x1b[2K\\u202e.txt" in stderr
+    assert "\x1b" not in stderr and "\x07" not in stderr and "\u202e" not in stderr
+    assert (repo / ESCAPED_NAME).read_bytes() == b"the user's bytes since\n"  # theirs now: left alone
+
+
+def test_ci_annotations_carry_no_terminal_escapes() -> None:
+    """`smol ci` prints its annotations on stdout, into a CI log that renders ANSI: the paths are the agent's."""
+    from runner.ci import build_result, workflow_commands
+    from tests.test_ci import _summary
+
+    findings = {"refused": [{"path": ESCAPED_NAME, "reason": "a symlink out of the repo"}], "flagged": []}
+    result = build_result("t", _summary(), findings, "never")
+    command = workflow_commands(result)[0]
+    assert command == "::error title=smol guard::a\\x1b]0;pwned\\x07\\x1b[2K\\u202e.txt: a symlink out of the repo"

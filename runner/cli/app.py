@@ -15,6 +15,7 @@ import click
 
 from runner import __version__
 from runner.errors import EXIT_CODE_MEANINGS, ExitCode, SmolError
+from runner.textsafe import one_line
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -42,6 +43,8 @@ def _json_error(kind: str, message: str, code: int) -> str:
 
 def _fail(ctx: click.Context, kind: str, message: str, code: int, *, prefix: str = "smol: error: ") -> NoReturn:
     """One line on stderr; under --json also one JSON object on stdout, so a script never reads 0 bytes."""
+    # Messages name paths from the agent's patch and lines of git's stderr: never raw on the terminal.
+    message = one_line(message)
     click.echo(f"{prefix}{message}", err=True)
     if _wants_json(ctx):
         click.echo(_json_error(kind, message, code))
@@ -93,7 +96,7 @@ def _recover_killed_promotions(ctx: click.Context) -> None:
     from runner.promote.journal import journal_dir, recover
 
     try:
-        recover(lambda message: click.echo(f"smol: {message}", err=True))
+        recover(lambda message: click.echo(f"smol: {one_line(message)}", err=True))  # names the patch's paths
     except OSError as error:  # an unreadable state directory must not stop every command
         click.echo(f"smol: warning: could not check {journal_dir()} for interrupted promotions ({error})", err=True)
 
@@ -124,7 +127,7 @@ def _settings() -> Any:
     for warning in warnings:  # once per invocation, however often the settings are loaded
         if warning not in shown:
             shown.add(warning)
-            click.echo(f"smol: warning: {warning}", err=True)
+            click.echo(f"smol: warning: {one_line(warning)}", err=True)  # may quote the repo's own .env
     return settings
 
 
