@@ -130,3 +130,36 @@ def test_a_repo_file_can_only_deny_the_set_up(tmp_path: Path, monkeypatch: pytes
     assert settings.smol_env_index_url == ""
     assert any("SMOL_ENV_INDEX_URL" in warning for warning in warnings)
     assert any("SMOL_ENV_SETUP" in warning for warning in warnings) == (value == "allow")
+
+
+@pytest.mark.parametrize(("setting", "flag", "remembered", "answer", "expected", "asked"), [
+    ("ask", None, False, True, True, True),      # the first time on a terminal: asked, and the yes is remembered
+    ("ask", None, True, False, True, False),     # remembered: not asked again
+    ("ask", None, False, False, False, True),    # a no builds nothing
+    ("deny", None, False, True, False, False),   # deny never asks
+    ("allow", None, False, False, True, False),  # batch and CI
+    ("deny", True, False, False, True, False),   # --setup is the user's explicit yes
+    ("allow", False, False, True, False, False),  # --no-setup wins too
+])
+def test_who_may_start_a_set_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str, flag: bool | None,
+                                 remembered: bool, answer: bool, expected: bool, asked: bool) -> None:
+    from runner.config import load_settings
+    from runner.env import store
+    from runner.env.service import may_prepare
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("SMOL_ENV_SETUP", setting)
+    repo = write(tmp_path / "repo", {"requirements.txt": "six\n"})
+    if remembered:
+        store.remember(repo)
+    questions: list[str] = []
+
+    def ask(question: str) -> bool:
+        questions.append(question)
+        return answer
+
+    assert may_prepare(repo, load_settings(repo), flag, ask, "requirements.txt") is expected
+    assert bool(questions) is asked
+    assert store.allowed(repo) is (remembered or (asked and answer))
+    assert may_prepare(repo, load_settings(repo), None, None, "requirements.txt") is \
+        (setting == "allow" or (setting == "ask" and store.allowed(repo)))  # nobody to ask: never asks
