@@ -201,8 +201,9 @@ class BatchDriver:
             pending.appendleft(rows[job.spec.id])
         started = time.monotonic()
         probe = paused[0]
+        probe_down = getattr(self.executor, "infrastructure_down", infrastructure_down)  # a cluster probes its nodes
         while True:
-            down = infrastructure_down(probe)
+            down = probe_down(probe)
             if down is None:
                 for job in paused:
                     self.event(job.spec.id, {"state": "queued", "detail": "infrastructure back: queued again"})

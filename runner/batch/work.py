@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from runner.batch.tasks import TaskSpec
@@ -105,13 +106,15 @@ def start_sandbox(job: TaskJob, settings: Any) -> DockerSandbox:
 
 
 def run_task(job: TaskJob, control: TaskControl, *, tracing: Any = None, sandbox: DockerSandbox | None = None,
-             model_gate: Callable[[], Any] | None = None, progress: Progress | None = None) -> TaskResult:
+             model_gate: Callable[[], Any] | None = None, progress: Progress | None = None,
+             verify: bool = True) -> TaskResult:
     """Run one task to its outcome. `sandbox` is a warm one started ahead for this job (the pool's), else one is
-    started here; `model_gate` bounds concurrent model calls."""
+    started here; `model_gate` bounds concurrent model calls. Without `verify` (a cluster worker: re-verification
+    stays on the reviewer's machine, `verify_recorded`) a change ends `unverified`."""
     started = time.monotonic()
     say = progress or (lambda task_id, line: None)
     try:
-        result = _run(job, control, tracing, sandbox, model_gate, lambda line: say(job.spec.id, line))
+        result = _run(job, control, tracing, sandbox, model_gate, lambda line: say(job.spec.id, line), verify)
     except SmolError as error:
         if sandbox is not None:
             sandbox.close()
@@ -163,7 +166,7 @@ def infrastructure_down(job: TaskJob) -> SmolError | None:
 
 
 def _run(job: TaskJob, control: TaskControl, tracing: Any, sandbox: DockerSandbox | None,
-         model_gate: Callable[[], Any] | None, say: Callable[[str], None]) -> TaskResult:
+         model_gate: Callable[[], Any] | None, say: Callable[[str], None], verify: bool) -> TaskResult:
     from opentelemetry import context, trace
 
     from runner.agent.model import preflight
@@ -197,7 +200,7 @@ def _run(job: TaskJob, control: TaskControl, tracing: Any, sandbox: DockerSandbo
         record, store = record_run(session, job.spec.task, Path(job.repo), outcome, patch, summary)
         sandbox.close()
         promotion: dict[str, Any] = {}
-        if outcome.status == "completed" and patch:
+        if outcome.status == "completed" and patch and verify:
             say("re-verifying in a fresh sandbox")
             promotion = Promoter(record, store, settings, echo=lambda line: None, ask=None).run("never",
                                                                                                  reverify=True)
@@ -213,6 +216,17 @@ def _run(job: TaskJob, control: TaskControl, tracing: Any, sandbox: DockerSandbo
         trace_id = f"{root.get_span_context().trace_id:032x}"
         store.update(record.id, spans=[span for span in list(tracing.local.spans) if span["trace_id"] == trace_id])
     return TaskResult(job.spec.id, status, detail, run_id=record.id, verification=promotion.get("verification"))
+
+
+def verify_recorded(record: Any, store: Any, settings: Any) -> tuple[str, str, dict[str, Any] | None]:
+    """Re-verify a run recorded elsewhere (a cluster worker's) in a fresh sandbox here, as `run_task` does for its
+    own: the status, its one line and the verification. Never writes the repo's tree."""
+    from runner.promote.flow import Promoter
+
+    promotion = Promoter(record, store, settings, echo=lambda line: None, ask=None).run("never", reverify=True)
+    outcome = SimpleNamespace(status=record.status, reason=record.reason)
+    status, detail = classify(outcome, record.diff, promotion)
+    return status, detail, promotion.get("verification")
 
 
 class _Stopped(SmolError):
