@@ -41,7 +41,7 @@ V2 = """
 CREATE TABLE run_files (
     run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     side TEXT NOT NULL CHECK (side IN ('base', 'final')),
-    path TEXT NOT NULL,
+    path BLOB NOT NULL,  -- a name's bytes: file names need not be UTF-8
     kind TEXT CHECK (kind IS NULL OR kind IN ('file', 'symlink')),  -- NULL: the path does not exist on that side
     data BLOB,
     executable INTEGER NOT NULL DEFAULT 0,
@@ -94,7 +94,7 @@ def _to_v2(db: sqlite3.Connection) -> None:
             for path, state in (decoded.get(side) or {}).items():
                 db.execute(
                     "INSERT INTO run_files (run_id, side, path, kind, data, executable) VALUES (?, ?, ?, ?, ?, ?)",
-                    (run_id, side, path, None if state is None else state["kind"],
+                    (run_id, side, path.encode("utf-8", "surrogateescape"), None if state is None else state["kind"],
                      None if state is None else bytes.fromhex(state["data"]),
                      0 if state is None else int(bool(state["executable"]))))
     db.execute("ALTER TABLE runs DROP COLUMN files")

@@ -130,6 +130,16 @@ def _private_database(path: Path) -> None:
             os.close(fd)
 
 
+def encode_path(path: str) -> bytes:
+    """A path as stored: its bytes. A file name need not be UTF-8 (the sandbox reads names with surrogateescape),
+    and SQLite's TEXT cannot hold the lone surrogates that stand for such bytes."""
+    return path.encode("utf-8", "surrogateescape")
+
+
+def decode_path(stored: bytes | str) -> str:
+    return stored if isinstance(stored, str) else bytes(stored).decode("utf-8", "surrogateescape")
+
+
 _COLUMNS = ("id", "created_at", "task", "repo", "base_state", "model", "status", "reason", "answer", "steps",
             "approvals", "summary", "diff", "verification", "promotion", "spans")
 
@@ -200,7 +210,7 @@ class RunStore:
             "promotion": json.dumps(record.promotion) if record.promotion is not None else None,
             "spans": json.dumps(record.spans, default=str),
         }
-        files = [(record.id, side, path, None if state is None else state.kind,
+        files = [(record.id, side, encode_path(path), None if state is None else state.kind,
                   None if state is None else state.data, int(state is not None and state.executable))
                  for side, states in (("base", record.base_files), ("final", record.final_files))
                  for path, state in states.items()]
@@ -273,7 +283,7 @@ class RunStore:
         for side, path, kind, data, executable in db.execute(
                 "SELECT side, path, kind, data, executable FROM run_files WHERE run_id = ? AND ?",
                 (row["id"], files)):
-            states[side][path] = None if kind is None else FileState(kind, bytes(data), bool(executable))
+            states[side][decode_path(path)] = None if kind is None else FileState(kind, bytes(data), bool(executable))
         return RunRecord(
             id=row["id"], created_at=row["created_at"], task=row["task"], repo=row["repo"],
             base_state=json.loads(row["base_state"]), model=row["model"], status=row["status"], reason=row["reason"],

@@ -108,3 +108,15 @@ def test_a_failed_migration_leaves_the_previous_version(tmp_path: Path) -> None:
     tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {"runs"}  # the half-made v2 tables were rolled back with the rest
     db.close()
+
+
+def test_file_names_that_are_not_utf8_are_kept_exactly(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.db")
+    path = tmp_path / "w1.db"
+    wave1_database(path)
+    record = RunStore(path).get("abcdef")
+    odd = b"caf\xe9 \xff.txt".decode("utf-8", "surrogateescape")  # Latin-1 bytes, as the sandbox reads them
+    record.final_files = {odd: FileState("file", b"x", False), "ok/\u00e9t\u00e9.py": None}
+    store.save(record)
+    assert store.get("abcdef").final_files == record.final_files
+    assert list(store.get("abcdef").final_files)[0].encode("utf-8", "surrogateescape") == b"caf\xe9 \xff.txt"
