@@ -541,6 +541,9 @@ def test_gitlinks_are_flagged_not_refused(tmp_path: Path) -> None:
     "CMakeLists.txt", "Dockerfile", "Dockerfile.dev", "docker-compose.override.yml", ".npmrc", ".pypirc",
     "AGENTS.md", "CLAUDE.md", ".cursorrules", ".cursor/rules/x.mdc", ".github/copilot-instructions.md",
     ".aider.conf.yml", ".smol/policy.toml", ".env", ".env.local",
+    # standard-library names where they come first on sys.path: they replace the module for pytest itself
+    "argparse.py", "json.py", "Inspect.py", "json/__init__.py", "src/argparse.py", "tests/argparse.py",
+    "test/dataclasses.py", "logging/handlers.py",
 ])
 def test_files_that_run_code_or_steer_agents_are_flagged(path: str, tmp_path: Path) -> None:
     report = guard(added(path), tmp_path)
@@ -548,7 +551,8 @@ def test_files_that_run_code_or_steer_agents_are_flagged(path: str, tmp_path: Pa
     assert flagged(report, path) == ["runs code"], runs_code_reason(path)
 
 
-@pytest.mark.parametrize("path", ["src/app.py", "README.md", "docs/makefile.md", "environment.py", "tests/test_x.py"])
+@pytest.mark.parametrize("path", ["src/app.py", "README.md", "docs/makefile.md", "environment.py", "tests/test_x.py",
+                                  "myapp/types.py", "src/myapp/logging.py", "docs/json.md", "_argparse.py"])
 def test_ordinary_files_are_not_flagged(path: str, tmp_path: Path) -> None:
     report = guard(added(path), tmp_path)
     assert report.ok and report.flagged == []

@@ -102,9 +102,34 @@ def test_a_shadowed_stdlib_in_the_repo_cannot_change_what_lands(repo: Path, tmp_
                                       text=True, check=True, env={**os.environ, "PHOENIX_ENABLED": "false"}).stdout)
     assert "NEVER_REVIEWED" not in shown["diff"]
     assert "NEVER_REVIEWED" not in (repo / "src/app.py").read_text()
-    assert summary["promotion"]["outcome"] == "applied", summary["promotion"]
+    # A root tarfile.py shadows the standard library for the tests too: never applied without a person's "yes".
+    assert summary["promotion"]["outcome"] == "saved", summary["promotion"]
+    assert "not applied automatically" in result.stdout + result.stderr
+    outcome, _ = _promote(RunStore().get(summary["run_id"]), RunStore())  # a person says yes to every file
+    assert outcome["outcome"] == "applied", outcome
     # Byte for byte: the tree is the original (HEAD: the repo was clean) with the reviewed diff applied by git.
     assert contents(repo) == contents(reviewed_applied(repo, shown["diff"], tmp_path))
+
+
+FAKE_PASSES = """import sys
+print("=================== 7 passed in 0.02s ===================")
+sys.exit(0)
+"""
+
+
+def test_a_module_that_fakes_the_test_run_never_lands_unasked(repo: Path) -> None:
+    """A root `argparse.py` is imported by pytest itself (`python -m pytest` puts the working directory first on
+    sys.path): it prints a passing summary and exits 0, so the re-verification of a broken change 'passes'."""
+    script = [tool("propose_patch", path="argparse.py", old_text="", new_text=FAKE_PASSES),
+              tool("apply_patch", patch_id="p1"),
+              tool("propose_patch", path="src/app.py", old_text="def add(a, b):\n    return a - b",
+                   new_text="def add(a, b):\n    return a * b"),
+              tool("apply_patch", patch_id="p2"), final("fixed")]
+    before = tree_fingerprint(repo)
+    result, summary = smol_run(repo, script, "--promote", "auto-if-verified")
+    assert summary["promotion"]["outcome"] == "saved", summary["promotion"]
+    assert "standard-library module" in result.stdout + result.stderr
+    assert tree_fingerprint(repo) == before
 
 
 def _record(repo: Path, store: RunStore, diff: bytes, base: dict[str, FileState | None],

@@ -7,6 +7,7 @@ test-runner configuration and modules that shadow a test runner, editor and agen
 from __future__ import annotations
 
 import itertools
+import sys
 
 from runner.promote.paths import is_dot_file
 
@@ -26,6 +27,11 @@ _TEST_RUNNER_FILES = frozenset({"pytest.ini", ".pytest.ini", "pytest.py", "py.py
                                 ".mocharc.js", "karma.conf.js"})
 _TEST_RUNNER_PREFIXES = ("jest.config.", "vitest.config.", "playwright.config.")
 _TEST_RUNNER_PACKAGES = frozenset({"pytest", "_pytest", "pluggy", "unittest", "nose", "nose2"})
+# A module named like the standard library's, where an interpreter or pytest puts it first on sys.path (the working
+# directory, a `src/` root, a test directory without __init__.py), replaces that module for everything imported
+# after it: a root `argparse.py` can print "5 passed" and exit 0 for pytest itself, faking a verification.
+_STDLIB = frozenset(name.casefold() for name in sys.stdlib_module_names if not name.startswith("_"))
+_IMPORT_ROOTS = frozenset({"src", "lib", "tests", "test", "testing"})
 _AGENT_FILES = frozenset({"agents.md", "claude.md", "gemini.md", ".cursorrules", ".windsurfrules", ".clinerules"})
 _AGENT_DIRS = frozenset({".cursor", ".claude"})
 
@@ -63,7 +69,23 @@ def runs_code_reason(path: str) -> str | None:
         return "environment file: tools (smol itself included) load settings and secrets from it"
     if base in _TEST_RUNNER_FILES or base.startswith(_TEST_RUNNER_PREFIXES) or parts[0] in _TEST_RUNNER_PACKAGES:
         return "configures or shadows the test runner: it decides what re-verification counts as passing"
+    if _shadows_stdlib(parts):
+        return ("has the name of a standard-library module where it comes first on the import path: it replaces "
+                "that module for the tests and the re-verification too")
     return None
+
+
+def _shadows_stdlib(parts: list[str]) -> bool:
+    """`argparse.py` or `json/__init__.py` at the root, or directly under a usual import root (src/, tests/)."""
+    for depth in (0, 1):
+        if depth and (len(parts) < 2 or parts[0] not in _IMPORT_ROOTS):
+            break
+        rest = parts[depth:]
+        module = rest[0].removesuffix(".py") if len(rest) == 1 and rest[0].endswith(".py") else \
+            (rest[0] if len(rest) > 1 else None)
+        if module is not None and module in _STDLIB:
+            return True
+    return False
 
 
 __all__ = ["runs_code_reason"]
