@@ -74,11 +74,19 @@ def test_a_spare_given_up_on_is_still_discarded(monkeypatch: pytest.MonkeyPatch)
 
 
 def spare_keepers(docker_client: Any, exclude: set[str]) -> list[Any]:
+    import docker.errors
+
     from runner.sandbox.labels import OWNER, owner_label
 
-    keepers = docker_client.containers.list(all=True, filters={"label": ["smol.role=keeper",
-                                                                          f"{OWNER}={owner_label()}"]})
-    return [keeper for keeper in keepers if keeper.labels["smol.sandbox"] not in exclude]
+    for _ in range(20):
+        try:  # docker-py lists, then inspects each: a keeper removed in between (a spare given up) is a 404
+            keepers = docker_client.containers.list(all=True, filters={"label": ["smol.role=keeper",
+                                                                                  f"{OWNER}={owner_label()}"]})
+        except docker.errors.NotFound:
+            time.sleep(0.05)
+            continue
+        return [keeper for keeper in keepers if keeper.labels["smol.sandbox"] not in exclude]
+    pytest.fail("the keepers kept disappearing while being listed")
 
 
 def wait_for_spare(docker_client: Any, exclude: set[str]) -> Any:
