@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from report import write_section  # noqa: E402 - benchmarks/report.py, next to this script
+
 from runner.batch.pool import LocalPool  # noqa: E402
 from runner.batch.tasks import TaskSpec  # noqa: E402
 from runner.batch.work import TaskJob, load_task_settings, start_sandbox  # noqa: E402
@@ -33,7 +35,6 @@ from tests.test_agent_e2e import BUGGY  # noqa: E402
 from tests.test_batch import FIX, ByTask  # noqa: E402
 
 SMOL = str(Path(sys.executable).with_name("smol"))
-START, END = "<!-- bench_batch: start -->", "<!-- bench_batch: end -->"
 
 
 def make_repo(where: Path) -> Path:
@@ -137,20 +138,9 @@ prompts, so no task reuses another's outcome. With one model slot (Ollama's defa
 model is the bottleneck and two sandbox slots gain only what the sandboxes and verification cost; with
 `OLLAMA_NUM_PARALLEL=2` and `--model-slots 2` the tasks overlap fully.
 """
-    write_section(args.output, report)
+    write_section(args.output, "bench_batch", report)
     print(report)
     return 0
-
-
-def write_section(output: Path, report: str) -> None:
-    section = f"{START}\n{report.rstrip()}\n{END}\n"
-    existing = output.read_text() if output.exists() else ""
-    if START in existing and END in existing:
-        before, _, rest = existing.partition(START)
-        _, _, after = rest.partition(END)
-        output.write_text(before + section + after.lstrip("\n"))
-    else:
-        output.write_text(existing.rstrip("\n") + "\n\n" + section)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import docker
+from report import write_section  # benchmarks/report.py, next to this script
 
 from runner.config import Settings, load_settings
 from runner.sandbox import labels
@@ -705,21 +706,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-START, END = "<!-- bench_sandbox: start -->", "<!-- bench_sandbox: end -->"
-
-
-def write_section(output: Path, report: str) -> None:
-    """Replace this script's section of the report; what other benchmarks wrote after it stays."""
-    section = f"{START}\n{report.rstrip()}\n{END}\n"
-    existing = output.read_text() if output.exists() else ""
-    if START in existing and END in existing:
-        before, _, rest = existing.partition(START)
-        _, _, after = rest.partition(END)
-        output.write_text(before + section + after.lstrip("\n"))
-    else:
-        output.write_text(section + ("\n" + existing if existing and START not in existing else ""))
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if os.geteuid() != 0:
@@ -749,7 +735,8 @@ def main(argv: list[str] | None = None) -> int:
     results = Results(ready, removal, warm, exec_cmp, scaling, diff, unwrapped, diff_at_root, breakdown)
     annotate(results)
     clean = leftovers(bench.client)
-    write_section(args.output, render(args, machine(bench), results, clean, bench.foreign_peak))
+    write_section(args.output, "bench_sandbox", render(args, machine(bench), results, clean, bench.foreign_peak),
+                  first=True)
     print()
     print(results_table(results.comparisons))
     print()
