@@ -250,3 +250,13 @@ def test_a_go_project_gets_its_toolchain_from_debian_and_its_tests_run(tmp_path:
     assert result["exit_code"] == 0, result["stdout"][-800:] + result["stderr"][-800:]
     assert parse_test_counts(result["stdout"]) == {"passed": 2, "failed": 0, "errors": 0, "skipped": 1}
     assert result["diff_bytes"] == 0  # the build cache went to /tmp, nothing into the repo view
+    # A changed manifest is a new environment; `smol gc` removes the one nothing uses any more.
+    old = json.loads(smol("env", "show", "--repo", str(repo), "--json").stdout)
+    assert old["ready"] and old["tag"]
+    (repo / "go.mod").write_text(GO_PROJECT["go.mod"] + "\n// a comment changes the inputs\n")
+    new = json.loads(smol("env", "show", "--repo", str(repo), "--json").stdout)
+    assert new["tag"] != old["tag"] and not new["ready"]
+    swept = smol("gc")
+    assert f"removed environment {old['tag']}" in swept.stdout, swept.stdout
+    assert not any(env["tag"] == old["tag"] for env in
+                   json.loads(smol("env", "show", "--all", "--json").stdout)["environments"])

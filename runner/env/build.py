@@ -12,12 +12,13 @@ import io
 import json
 import os
 import tarfile
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from runner.env.key import LABEL, LABEL_BASE, LABEL_REPO, LABEL_SUMMARY, env_tag, input_hash
 from runner.env.plan import UV_DIR, EnvPlan, plan_for
@@ -101,10 +102,10 @@ def _owned_dirs(paths: tuple[str, ...]) -> bytes:
     return buffer.getvalue()
 
 
-def _repo_copy(root: Path) -> bytes:
-    """The repo as a tar owned by the set-up user: regular files, directories and symlinks (never followed)."""
+def _repo_copy(root: Path, into: IO[bytes]) -> IO[bytes]:
+    """The repo as a tar owned by the set-up user: regular files, directories and symlinks (never followed),
+    written to a temporary file (a large repo must not be held in memory)."""
     uid = int(SETUP_USER.split(":")[0])
-    buffer = io.BytesIO()
 
     def own(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
         if not (info.isfile() or info.isdir() or info.issym()):
@@ -113,9 +114,10 @@ def _repo_copy(root: Path) -> bytes:
         info.uname = info.gname = ""
         return info
 
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
+    with tarfile.open(fileobj=into, mode="w") as archive:
         archive.add(str(root), arcname=".", recursive=True, filter=own)
-    return buffer.getvalue()
+    into.seek(0)
+    return into
 
 
 class _Run:
@@ -193,7 +195,9 @@ def build_environment(engine: Engine, root: Path, settings: Settings, base_image
     )
     try:
         engine.put_archive(container, "/", _owned_dirs(plan.owned_dirs), "preparing the set-up directories")
-        engine.put_archive(container, "/workspace", _repo_copy(root), "copying the repo into the set-up container")
+        with tempfile.TemporaryFile(prefix="smol-setup-") as scratch:
+            engine.put_archive(container, "/workspace", _repo_copy(root, scratch),
+                               "copying the repo into the set-up container")
         env = setup_environment(plan, settings, has_ca=ca is not None)
         runner = _Run(engine, container, time.monotonic() + settings.smol_env_setup_timeout, progress)
         if plan.root_script:
