@@ -1,0 +1,306 @@
+"""Edges of the trust boundary that the main suites left untested (found by mutation testing, see MUTATION.md):
+how the repo is packed into the sandbox (the read-only baseline, links that leave the tree), how an export is read
+back, the path check on every tool argument and the terminal escaping of raw bytes. No Docker: the tar streams
+are built from real files under tmp_path and read back with tarfile, as the engine would receive them."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import socket
+import stat
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from runner.errors import SandboxPathError
+from runner.sandbox.base import FileState, normalize_path
+from runner.sandbox.runtime import parse_left_out
+from runner.sandbox.tarstate import BASE_DIR, leaves_tree, overlay_layout, read_file_states, write_tree_archives
+from runner.textsafe import has_unsafe_name_chars, one_line, sanitize_for_terminal
+
+
+def members(archive: bytes) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
+        return {member.name: member for member in tar}
+
+
+def pack(repo: Path, *, uid: int = 1234, gid: int = 2345, base_owner: int = 0) -> tuple[
+        dict[str, tarfile.TarInfo], dict[str, tarfile.TarInfo], int, list[tuple[str, bytes]], bytes]:
+    working, baseline = io.BytesIO(), io.BytesIO()
+    total, outside = write_tree_archives(repo, working, baseline, uid, gid, base_owner=base_owner)
+    return members(working.getvalue()), members(baseline.getvalue()), total, outside, baseline.getvalue()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    (root / "src" / "deep").mkdir(parents=True)
+    (root / "src" / "app.py").write_bytes(b"print('hi')\n")
+    (root / "run.sh").write_bytes(b"#!/bin/sh\n")
+    os.chmod(root / "run.sh", 0o4775)  # setuid + group-writable: neither may reach the baseline
+    (root / "secret").write_bytes(b"s3cret")
+    os.chmod(root / "secret", 0o600)
+    os.chmod(root / "src" / "deep", 0o777)
+    os.symlink("app.py", root / "src" / "inside")  # stays in the tree
+    os.symlink("../../..", root / "src" / "deep" / "up")  # leaves it
+    (root / "src" / "deep" / "z.txt").write_bytes(b"after the link")  # packed all the same
+    (root / "private").mkdir(mode=0o700)  # the sandbox user must still be able to enter it in the baseline
+    (root / "private" / "x").write_bytes(b"x")
+    os.symlink("/etc/passwd", root / "abs")  # absolute: the engine extracts it as a dangling link, never follows
+    os.link(root / "src" / "app.py", root / "hard")
+    os.mkfifo(root / "fifo")
+    return root
+
+
+def test_the_baseline_is_read_only_for_the_sandbox_user_and_drops_setuid(repo: Path) -> None:
+    working, baseline = io.BytesIO(), io.BytesIO()
+    write_tree_archives(repo, working, baseline, 1234, 2345)  # root owns the baseline unless told otherwise
+    base = members(baseline.getvalue())
+    top = base[BASE_DIR]
+    assert top.isdir() and (top.uid, top.gid, top.mode) == (0, 0, 0o755)
+    assert set(base) >= {f"{BASE_DIR}/src/app.py", f"{BASE_DIR}/run.sh", f"{BASE_DIR}/secret", f"{BASE_DIR}/src/deep"}
+    for name, member in base.items():
+        assert name == BASE_DIR or name.startswith(f"{BASE_DIR}/")
+        assert (member.uid, member.gid) == (0, 0), name
+        assert member.uname == member.gname == "", name  # a name would let the engine map it to another owner
+        if not member.issym():
+            assert member.mode & 0o7022 == 0, f"{name}: {member.mode:o} is writable by the sandbox user or setuid"
+    assert base[f"{BASE_DIR}/run.sh"].mode == 0o755  # git reads the owner's exec bit: kept
+    assert base[f"{BASE_DIR}/secret"].mode == 0o644  # readable by the sandbox user (it is the baseline)
+    assert base[f"{BASE_DIR}/src/deep"].mode == base[f"{BASE_DIR}/private"].mode == 0o755
+    assert base[f"{BASE_DIR}/src/app.py"].mode == 0o644
+
+
+def test_the_workspace_belongs_to_the_sandbox_user(repo: Path) -> None:
+    work, _, _, _, _ = pack(repo, uid=1234, gid=2345, base_owner=7)
+    assert "src/app.py" in work and "src/deep" in work and not any(n.startswith(BASE_DIR + "/") for n in work)
+    for name, member in work.items():
+        assert (member.uid, member.gid, member.uname, member.gname) == (1234, 2345, "", ""), name
+    assert work["secret"].mode == 0o600  # the sandbox user's own copy keeps the file's mode
+
+
+def test_links_that_leave_the_tree_are_handed_back_not_packed(repo: Path) -> None:
+    work, base, _, outside, _ = pack(repo)
+    assert outside == [("src/deep/up", b"../../..")]
+    assert "src/deep/up" not in work and f"{BASE_DIR}/src/deep/up" not in base
+    assert "src/deep/z.txt" in work and f"{BASE_DIR}/src/deep/z.txt" in base
+    assert work["src/inside"].issym() and work["src/inside"].linkname == "app.py"
+    assert base[f"{BASE_DIR}/src/inside"].linkname == "app.py"  # relative: resolves inside the baseline too
+    assert work["abs"].linkname == "/etc/passwd"
+
+
+def test_hard_links_point_inside_the_baseline(repo: Path) -> None:
+    work, base, _, _, _ = pack(repo)
+    linked = [name for name, member in work.items() if member.islnk()]
+    assert len(linked) == 1
+    target = work[linked[0]].linkname
+    assert base[f"{BASE_DIR}/{linked[0]}"].linkname == f"{BASE_DIR}/{target}"
+
+
+def test_fifos_and_sockets_are_not_packed_and_sizes_add_up(repo: Path) -> None:
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(repo / "sock"))
+        work, base, total, _, raw = pack(repo)
+    finally:
+        server.close()
+    assert "fifo" not in work and "sock" not in work and f"{BASE_DIR}/fifo" not in base
+    sizes = sum(len(p.read_bytes()) for p in repo.rglob("*") if p.is_file() and not p.is_symlink()
+                and stat.S_ISREG(p.lstat().st_mode) and p.name != "hard")
+    assert total == sizes  # a hard link's content is packed (and counted) once
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+        handle = tar.extractfile(f"{BASE_DIR}/secret")
+        assert handle is not None and handle.read() == b"s3cret"
+
+
+@pytest.mark.parametrize("name,link,leaves", [
+    ("up", "..", True),
+    ("a/up", "../..", True),
+    ("a/b/l", "../../x", False),
+    ("a/b/l", "../../../x", True),
+    ("l", "../x", True),
+    ("a/l", "./../../x", True),
+    ("l", "..x", False),  # a name that starts with two dots is an ordinary name
+    ("l", "a/../..", True),
+    ("l", "/etc/passwd", False),  # absolute: not the engine's concern (never followed on the host)
+    ("l", ".", False),
+])
+def test_leaves_tree_follows_the_engines_rule(name: str, link: str, leaves: bool) -> None:
+    assert leaves_tree(name, link) is leaves
+
+
+def test_overlay_layout_keeps_the_repo_path_out_of_mount_options(tmp_path: Path) -> None:
+    root = tmp_path / "a,b:c d"
+    root.mkdir(mode=0o750)
+    entries = members(overlay_layout(str(root), os.stat(root), 1234, 2345))
+    assert set(entries) == {"upper", "work", "lower"}
+    assert entries["upper"].isdir() and entries["upper"].mode == stat.S_IMODE(os.stat(root).st_mode)
+    assert entries["work"].isdir() and entries["work"].mode == 0o700
+    for name in ("upper", "work"):
+        assert (entries[name].uid, entries[name].gid) == (1234, 2345)
+        assert entries[name].mtime == int(os.stat(root).st_mtime)
+    assert entries["lower"].issym() and entries["lower"].linkname == str(root)
+
+
+def export(entries: list[tuple[str, bytes | str, int]]) -> bytes:
+    """An export tar as the sandbox's EXPORT_SCRIPT writes it: (name, content or link target, mode)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data, mode in entries:
+            info = tarfile.TarInfo(name)
+            info.mode = mode
+            if isinstance(data, str):
+                info.type, info.linkname = tarfile.SYMTYPE, data
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        directory = tarfile.TarInfo("dir")
+        directory.type = tarfile.DIRTYPE
+        tar.addfile(directory)
+    return buffer.getvalue()
+
+
+def test_an_export_is_read_in_memory_with_its_exec_bits_and_links() -> None:
+    raw_name = os.fsdecode(b"caf\xe9.txt")  # not UTF-8: kept byte for byte through surrogateescape
+    states = read_file_states(export([
+        ("tool", b"#!/bin/sh\n", 0o755), ("only-group-x", b"x", 0o654), ("plain", b"", 0o644),
+        ("others-x", b"y", 0o645),
+        ("link", "../../etc/passwd", 0o777), (raw_name, b"\xff", 0o600), ("odd-link", os.fsdecode(b"t\xff"), 0o777),
+    ]))
+    assert states == {
+        "tool": FileState("file", b"#!/bin/sh\n", True),
+        "only-group-x": FileState("file", b"x", False),  # git (and so the review) only reads the owner's bit
+        "others-x": FileState("file", b"y", False),
+        "plain": FileState("file", b"", False),
+        "link": FileState("symlink", b"../../etc/passwd"),
+        raw_name: FileState("file", b"\xff", False),
+        "odd-link": FileState("symlink", b"t\xff"),
+    }
+
+
+def test_a_compressed_export_is_refused_not_inflated() -> None:
+    # The export comes from the sandbox, which the agent controls: a gzip stream there could be a decompression
+    # bomb inflated in smol's own memory. The export script never compresses, so only a plain tar is read.
+    import gzip
+
+    with pytest.raises(tarfile.ReadError):
+        read_file_states(gzip.compress(export([("big", b"\0" * 100_000, 0o644)])))
+
+
+def test_what_the_diff_left_out_is_parsed_and_anything_else_ignored() -> None:
+    # The report comes from inside the sandbox: names may hold tabs, and garbage must not crash the host side.
+    report = (b"ignored\tbuild/out.o\0special\tfifo\0git\t.GIT/config\0more\tignored\t12\0"
+              b"bogus\tx\0git\t\0ignored\0special\tcaf\xe9\0\xff\xfe\tjunk\0special\ta\tb\0\0")
+    assert parse_left_out(report) == {"ignored": ["build/out.o"],
+                                      "special": ["fifo", os.fsdecode(b"caf\xe9"), "a\tb"], "git": [".GIT/config"]}
+    assert parse_left_out(b"") == {"ignored": [], "special": [], "git": []}
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "~/.ssh/id_rsa", "~root/x", "..", "../x", "a/../../x",
+                                  "a/b/../../../x", "a\x00b", "../"])
+def test_tool_paths_that_leave_the_repository_are_refused(path: str) -> None:
+    with pytest.raises(SandboxPathError):
+        normalize_path(path)
+
+
+@pytest.mark.parametrize("path,normal", [("..foo", "..foo"), ("a/..b", "a/..b"), ("a/b/..", "a"), ("a/..", "."),
+                                         ("./x/./y/", "x/y"), ("x~", "x~")])
+def test_tool_paths_inside_the_repository_are_normalised(path: str, normal: str) -> None:
+    assert normalize_path(path) == normal
+
+
+def test_a_path_that_is_not_text_names_the_root_and_the_refusals_say_why() -> None:
+    assert normalize_path(None) == "."  # type: ignore[arg-type]  # the tools pass what the model sent
+    with pytest.raises(SandboxPathError, match="NUL"):
+        normalize_path("a\x00")
+    with pytest.raises(SandboxPathError, match="absolute"):
+        normalize_path("/x")
+    with pytest.raises(SandboxPathError, match="leaves the repository"):
+        normalize_path("../x")
+
+
+def test_raw_bytes_of_a_non_utf8_name_are_shown_as_the_bytes() -> None:
+    # os.fsdecode turns the bytes 0x80..0xff of a non-UTF-8 name into lone surrogates U+DC80..U+DCFF.
+    name = os.fsdecode(b"a\x80b\xffc\x9b")
+    assert one_line(name) == "a\\x80b\\xffc\\x9b"
+    assert not has_unsafe_name_chars(name)  # a display matter, not deception
+
+
+def test_lone_surrogates_that_are_not_raw_bytes_are_escaped_as_code_points() -> None:
+    # JSON from a model can carry any lone surrogate; printing one would raise, so it is escaped as itself.
+    assert sanitize_for_terminal("x\ud800\udc7f\udd00\udfff") == "x\\ud800\\udc7f\\udd00\\udfff"
+    assert not has_unsafe_name_chars("\ud800") and not has_unsafe_name_chars("\udfff")
+    assert has_unsafe_name_chars("a\u202eb") and has_unsafe_name_chars("a\nb")
+    assert sanitize_for_terminal("\u0100\u00ff\x9f") == "\u0100\u00ff\\x9f"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Rarer spellings of .git, .gitmodules and .gitattributes (git's t0060 vectors, plus the stricter visual rule)
+# --------------------------------------------------------------------------------------------------------------
+
+GITMODULES_SPELLINGS = [
+    ".gitmodules", ".git\u200cmodules", ".Gitmodules", ".gitmoduleS", ".gitmodules ", ".gitmodules.", ".gitmodules  ",
+    ".gitmodules. ", ".gitmodules .", ".gitmodules..", ".gitmodules . ", ".gitmodules  .", ".Gitmodules .",
+    "GITMOD~1", "gitmod~1", "GITMOD~2", "gitmod~3", "GITMOD~4", "GITMOD~1 ", "gitmod~2.", "GITMOD~3  ",
+    "gitmod~4. ", "GITMOD~1 .", "gitmod~4 . ", "GI7EBA~1", "gi7eba~9", "GI7EB~10", "GI7EB~11", "GI7EB~99",
+    "GI7E~100", "GI7E~101", "GI7E~999", "~1000000", "~9999999", ".gitmodules:$DATA", "gitmod~4 . :$DATA",
+    ".g\u200bitmodules", ".gitmodules\u2060.",
+]
+NOT_GITMODULES = [
+    ".gitmodules x", ".gitmodules .x", " .gitmodules", "..gitmodules", "gitmodules", ".gitmodule", ".gitmodules x ",
+    "GI7EBA~", "GI7EBA~0", "GI7EBA~~1", "GI7EBA~X", "Gx7EBA~1", "GI7EBX~1", "GI7EB~1", "GI7EB~01", "GI7EB~1X",
+    ".gitmodules,:$DATA", "GITMOD~5", "GITMOD~1x", "gitmod~1 x", "GI7EB~1:$DATA", "xgitmodules", "GI7EBA~10",
+    "~100000", "~1000000x", ".gitmodulesx.", "x.gitmodules",
+]
+
+
+@pytest.mark.parametrize("name", GITMODULES_SPELLINGS)
+def test_every_spelling_of_gitmodules_is_flagged(name: str) -> None:
+    # A submodule file under another name that NTFS or HFS+ folds back to .gitmodules (CVE-2018-11235 and its
+    # NTFS follow-ups) must still need an explicit yes, in the root and in any directory.
+    from runner.promote.paths import is_dot_file
+    from runner.promote.runscode import runs_code_reason
+
+    assert is_dot_file(name, "gitmodules", "gi7eba"), name
+    for path in (name, f"sub/{name}"):
+        # `~1000000` is also a short name .gitattributes may get: flagged either way
+        assert re.search("submodule|attributes", runs_code_reason(path) or ""), path
+
+
+@pytest.mark.parametrize("name", NOT_GITMODULES)
+def test_names_that_only_resemble_gitmodules_are_not(name: str) -> None:
+    from runner.promote.paths import is_dot_file
+
+    assert not is_dot_file(name, "gitmodules", "gi7eba"), name
+
+
+@pytest.mark.parametrize("name", [".gitattributes", ".GITATTRIBUTES. ", ".gitattributes:$DATA", "GITATT~1",
+                                  "gitatt~4 .", "GI7D29~1", "gi7d29~9", "GI7D2~10", ".g\u200bitattributes"])
+def test_every_spelling_of_gitattributes_is_flagged(name: str) -> None:
+    from runner.promote.runscode import runs_code_reason
+
+    assert "attributes" in (runs_code_reason(f"a/{name}") or ""), name
+
+
+@pytest.mark.parametrize("path", [
+    "git~1::$INDEX_ALLOCATION/config",  # the 8.3 short name of .git with an NTFS stream
+    "GIT~1:$DATA/hooks/x", ".g\u200bit/config",  # a zero-width space displays as nothing
+    ".g\u200bit./hooks/x", ".git\u2060:x:$DATA/config", ".g\u200bit:x:$DATA/HEAD", "a/.gi\u00adt/config",
+    "\u200b.GIT. /x", "GIT~12/config", "git~1. /x",
+])
+def test_rarer_spellings_of_dot_git_are_refused(path: str) -> None:
+    from runner.promote.paths import touches_dotgit
+
+    assert touches_dotgit(path), path
+
+
+@pytest.mark.parametrize("path", ["git~1x/config", ".git~1/x", "a.git/x", ".gitx/y", "x/.git-crypt/k", ".g it/x",
+                                  "git~/x", ".gi/t"])
+def test_names_near_dot_git_are_left_alone(path: str) -> None:
+    from runner.promote.paths import touches_dotgit
+
+    assert not touches_dotgit(path), path
