@@ -16,13 +16,9 @@ _REPO = click.option("--repo", "repo", type=click.Path(path_type=Path), default=
 
 
 def base_image(engine: Any, settings: Any, progress: Any = _progress) -> str:
-    """The sandbox image environments are built on (built first when it is missing and may be)."""
-    from runner.sandbox.image import build_image, image_exists, resolve_image
+    from runner.env.service import sandbox_base
 
-    tag = resolve_image(settings)
-    if settings.sandbox_image or image_exists(engine, tag):
-        return tag
-    return build_image(engine, settings, progress)
+    return sandbox_base(engine, settings, progress)
 
 
 @main.group(name="env")

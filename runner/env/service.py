@@ -24,6 +24,16 @@ Ask = Callable[[str], bool]
 HINT = "run `smol env build` (or pass --setup; SMOL_ENV_SETUP=allow for batch and CI)"
 
 
+def sandbox_base(engine: Engine, settings: Settings, progress: Progress) -> str:
+    """The sandbox image environments are built on (built first when it is missing and may be)."""
+    from runner.sandbox.image import build_image, resolve_image
+
+    tag = resolve_image(settings)
+    if settings.sandbox_image or engine.image_exists(tag):
+        return tag
+    return build_image(engine, settings, progress)
+
+
 def may_prepare(root: Path, settings: Settings, setup: bool | None, ask: Ask | None, summary: str) -> bool:
     """Whether the set-up phase may run for this repo now. `setup` is the command's --setup/--no-setup (None:
     not given); `ask` asks the user on a terminal (None: nobody can be asked)."""
@@ -45,10 +55,18 @@ def may_prepare(root: Path, settings: Settings, setup: bool | None, ask: Ask | N
     return False
 
 
-def ensure_environment(engine: Engine, root: Path, settings: Settings, base_image: str, *, setup: bool | None,
-                       ask: Ask | None, progress: Progress) -> str | None:
+def ensure_environment(engine: Engine, root: Path, settings: Settings, base_image: str | None = None, *,
+                       setup: bool | None, ask: Ask | None, progress: Progress) -> str | None:
     """The environment image the sandbox will start from (building it when allowed), or None for the bare image
-    (the repo declares nothing, or its environment is missing and may not be built: one line says how)."""
+    (the repo declares nothing, or its environment is missing and may not be built: one line says how).
+
+    Called before a sandbox starts over `root` (by `smol run`/`smol exec`, and by anything else that starts one
+    for a task: a batch worker passes `setup=None, ask=None` and lets SMOL_ENV_SETUP decide)."""
+    from runner.env.plan import plan_for
+
+    if not plan_for(root).declares_dependencies:
+        return None
+    base_image = base_image or sandbox_base(engine, settings, progress)
     state = store.repo_env(engine, root, base_image)
     if not state.plan.declares_dependencies:
         return None
