@@ -188,7 +188,9 @@ class RunStore:
         migrate(str(self.path))
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection in WAL mode with foreign keys on, committed when the block ends (the batch tables use it
+        too)."""
         db = sqlite3.connect(self.path, timeout=30)
         db.row_factory = sqlite3.Row
         try:
@@ -214,7 +216,7 @@ class RunStore:
                   None if state is None else state.data, int(state is not None and state.executable))
                  for side, states in (("base", record.base_files), ("final", record.final_files))
                  for path, state in states.items()]
-        with self._connect() as db:
+        with self.connect() as db:
             db.execute(f"INSERT OR REPLACE INTO runs ({', '.join(_COLUMNS)}) "
                        f"VALUES ({', '.join(':' + column for column in _COLUMNS)})", row)
             db.execute("DELETE FROM run_files WHERE run_id = ?", (record.id,))
@@ -231,7 +233,7 @@ class RunStore:
             raise ValueError(f"cannot update {sorted(unknown)} of a saved run")
         assignments = ", ".join(f"{name} = ?" for name in fields)
         values = [json.dumps(value, default=str) for value in fields.values()]
-        with self._connect() as db:
+        with self.connect() as db:
             changed = db.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*values, run_id)).rowcount
         if changed != 1:
             raise UsageError(f"no run {run_id!r}: `smol runs list` shows the run ids")
@@ -244,7 +246,7 @@ class RunStore:
         An unknown or ambiguous id is a UsageError."""
         if not run_id:
             raise UsageError("no run id given: `smol runs list` shows the run ids")
-        with self._connect() as db:
+        with self.connect() as db:
             row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 ids = [found for (found,) in db.execute(
@@ -272,7 +274,7 @@ class RunStore:
                 where.append(f"{column} = ?")
                 values.append(value)
         clause = f"WHERE {' AND '.join(where)} " if where else ""
-        with self._connect() as db:
+        with self.connect() as db:
             rows = db.execute(f"SELECT * FROM runs {clause}ORDER BY created_at DESC LIMIT ?",
                               (*values, limit)).fetchall()
             return [self._record(db, row, files=files) for row in rows]

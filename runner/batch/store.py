@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,19 +49,12 @@ class TaskRow:
 
 
 class BatchStore:
-    def __init__(self, path: Path | str | None = None) -> None:
-        self.path = RunStore(path).path  # creates and migrates the database, privately
+    """The batch tables of the run store: one database, one migration path, one way of connecting."""
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30)
-        db.row_factory = sqlite3.Row
-        try:
-            db.execute("PRAGMA foreign_keys=ON")
-            yield db
-            db.commit()
-        finally:
-            db.close()
+    def __init__(self, path: Path | str | None = None) -> None:
+        self._runs = RunStore(path)  # creates and migrates the database, privately
+        self.path = self._runs.path
+        self._connect = self._runs.connect
 
     def open_batch(self, name: str, source: str, specs: list[TaskSpec], settings: dict[str, Any]) -> list[TaskRow]:
         """The batch's rows, made or brought up to date with the task file: a new task is queued; a task whose
