@@ -19,6 +19,7 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 # Run records and saved patches of the suite go to a scratch state directory, never the developer's own.
 os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="smol-test-state-")
 os.environ.pop("RUNS_DB", None)
+os.environ.pop("RAY_ADDRESS", None)  # `smol batch run` would otherwise send the suite's batches to a cluster
 # Nor may the developer's own ~/.config/smol/config.env change what the suite sees.
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="smol-test-config-")
 

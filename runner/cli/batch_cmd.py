@@ -43,18 +43,23 @@ def _default_jobs() -> int:
 @click.option("--setup/--no-setup", "setup", default=None,
               help="Allow (or forbid) preparing each repo's environment when it has none (SMOL_ENV_SETUP); a task's "
                    "own `setup` wins.")
+@click.option("--ray", "ray_address", envvar="RAY_ADDRESS", default=None, metavar="ADDRESS",
+              help="Run the tasks on the Ray cluster at ADDRESS (HOST:PORT from a node of it, or ray://HEAD:10001; "
+                   "also RAY_ADDRESS), on each node's own slots, Docker engine and model endpoint. Needs the "
+                   "smol-instruments[ray] extra.")
 @_json_flag("Print one JSON summary on stdout; progress lines go to stderr.")
 @model_options
 @click.pass_context
 def batch_run(ctx: click.Context, tasks_file: Path | None, name: str | None, resume: str | None, jobs: int | None,
-              model_slots: int, warm: int, infra_wait: float, setup: bool | None, as_json: bool) -> None:
+              model_slots: int, warm: int, infra_wait: float, setup: bool | None, ray_address: str | None,
+              as_json: bool) -> None:
     """Run every task of TASKS_FILE (JSONL: one {"id", "repo", "task", ...} per line; or YAML) in sandboxes, each
     verified in a fresh sandbox; nothing is written to any tree. Re-running resumes: finished tasks are skipped.
 
     Example: smol batch run nightly.jsonl --jobs 2
     """
     from runner.batch.driver import BatchDriver
-    from runner.batch.pool import LocalPool
+    from runner.batch.pool import Executor, LocalPool
     from runner.batch.store import BatchStore
     from runner.batch.tasks import load_tasks
     from runner.batch.work import load_task_settings
@@ -83,8 +88,14 @@ def batch_run(ctx: click.Context, tasks_file: Path | None, name: str | None, res
     live = BatchProgress(specs=[spec.id for spec in specs], tty=sys.stderr.isatty() and not as_json)
     ctx.call_on_close(live.close)
     tracing = _start_tracing(ctx, settings)
-    pool = LocalPool(jobs=jobs or _default_jobs(), model_slots=model_slots, warm=warm, tracing=tracing,
-                     progress=live.activity)
+    pool: Executor
+    if ray_address:
+        from runner.batch.ray_pool import RayPool  # the one importer of Ray, only with --ray
+
+        pool = RayPool(ray_address, overrides=overrides, jobs=jobs, progress=live.activity, say=live.line)
+    else:
+        pool = LocalPool(jobs=jobs or _default_jobs(), model_slots=model_slots, warm=warm, tracing=tracing,
+                         progress=live.activity)
     ctx.call_on_close(pool.close)
     work_dir = Path(store.path).parent / "batches"
     driver = BatchDriver(store, pool, load_settings=load_task_settings, overrides=overrides, work_dir=work_dir,
