@@ -131,14 +131,16 @@ def test_a_node_lost_mid_task_reruns_it_elsewhere_and_every_task_finishes_once(
     assert gc.returncode == 0, gc.stderr
 
 
-def test_a_batch_resumes_after_the_whole_cluster_is_gone(repo: Path, tmp_path: Path,
-                                                         clusters: Callable[..., Any]) -> None:
+def test_a_node_without_docker_gets_no_task_and_a_batch_resumes_after_the_cluster_is_gone(
+        repo: Path, tmp_path: Path, clusters: Callable[..., Any]) -> None:
     tasks = write_tasks(tmp_path / "gone.jsonl", [
         {"id": f"look-{n}", "repo": str(repo), "task": f"TASK-LOOK {n}: look"} for n in range(3)])
     db = tmp_path / "runs.db"
     env = {**os.environ, "PHOENIX_ENABLED": "false", "RUNS_DB": str(db)}
     with routed(ByTask({"TASK-LOOK": LOOK}, delay=1.5)) as fake:
-        cluster, _ = clusters([{"MODEL_API_BASE": fake.url}])
+        # A second node without a Docker engine: reported, and its slot held so that it receives no task.
+        cluster, nodes = clusters([{"MODEL_API_BASE": fake.url},
+                                   {"MODEL_API_BASE": fake.url, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}])
         process = subprocess.Popen([SMOL, "batch", "run", str(tasks), "--ray", cluster.address], env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    stdin=subprocess.DEVNULL)
@@ -159,6 +161,8 @@ def test_a_batch_resumes_after_the_whole_cluster_is_gone(repo: Path, tmp_path: P
     assert smol(["gc"], {"RUNS_DB": str(db)}).returncode == 0  # the sandboxes of the killed workers
     states = dict(sqlite3.connect(db).execute("SELECT task_id, state FROM batch_tasks").fetchall())
     assert 1 <= list(states.values()).count("done") < 3, states
+    assert f"ray node {nodes[1].node_id[:12]}" in err and "receives no tasks" in err, err
+    assert {found[0]["ray"]["node_id"] for found in runs_by_task(db).values()} == {nodes[0].node_id}
     with routed(ByTask({"TASK-LOOK": LOOK})) as fake:  # resumed here, without any cluster
         resumed = smol(["batch", "run", "--resume", "gone", "--json"], {"RUNS_DB": str(db), "MODEL_API_BASE": fake.url})
     summary = json.loads(resumed.stdout)
