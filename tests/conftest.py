@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,19 @@ def sandbox_image(docker_client: Any) -> str:
     return build_image(connect(), load_settings(), lambda message: print(message))
 
 
+def list_containers(client: Any, filters: dict[str, Any]) -> list[Any]:
+    """docker-py's `containers.list(all=True)`: it lists, then inspects each container, so one removed in between
+    (by another process's cleanup) is a 404 for the whole listing: list again."""
+    import docker.errors
+
+    for _ in range(20):
+        try:
+            return list(client.containers.list(all=True, filters=filters))
+        except docker.errors.NotFound:
+            time.sleep(0.05)
+    raise AssertionError("containers kept disappearing while being listed")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def nothing_left_behind() -> Iterator[None]:
     """After the whole suite, no sandbox container or volume made by this run may remain: neither ours nor one
@@ -103,7 +117,7 @@ def nothing_left_behind() -> Iterator[None]:
         from runner.sandbox.labels import OWNER, owner_alive, owner_label
 
         client = docker.from_env()
-        containers = client.containers.list(all=True, filters={"label": "smol.sandbox"})
+        containers = list_containers(client, {"label": "smol.sandbox"})
         volumes = client.volumes.list(filters={"label": "smol.sandbox"})
     except Exception:  # Docker missing: the docker tests already failed loudly
         return

@@ -18,7 +18,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import pty
 import re
 import select
 import signal
@@ -34,7 +33,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import git, tree_fingerprint
+import tests.terminal
+from tests.conftest import git, list_containers, tree_fingerprint
 from tests.fake_ollama import Answer, FakeOllama, final, tool
 from tests.test_agent_e2e import BUGGY
 
@@ -71,7 +71,7 @@ def _owned_by_started(labels: dict[str, str], pids: set[int]) -> bool:
 
 def sandbox_objects(client: Any, pids: set[int]) -> list[str]:
     """Names of the sandbox containers and volumes (smol's `smol.sandbox` label) owned by one of `pids`."""
-    containers = client.containers.list(all=True, filters={"label": "smol.sandbox"})
+    containers = list_containers(client, {"label": "smol.sandbox"})
     volumes = client.volumes.list(filters={"label": "smol.sandbox"})
     names = [c.name for c in containers if _owned_by_started(c.labels or {}, pids)]
     return names + [v.name for v in volumes if _owned_by_started(v.attrs.get("Labels") or {}, pids)]
@@ -179,76 +179,11 @@ def assert_clean_terminal_bytes(text: str, *, tty: bool = False) -> None:
     assert not found, f"raw terminal controls printed: {found}\n{text[-3000:]!r}"
 
 
-class Terminal:
-    """`smol` on a real pseudo-terminal (its own session, as a shell job would be), answered like a person."""
+class Terminal(tests.terminal.Terminal):
+    """`smol` on a real pseudo-terminal; its pid is tracked for the leak check."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.master, slave = pty.openpty()
-        self.process = subprocess.Popen([SMOL, *args], stdin=slave, stdout=slave, stderr=slave,
-                                        env={**smol_env(env), "TERM": "xterm"}, start_new_session=True)
-        STARTED.append(self.process.pid)
-        os.close(slave)
-        self.output = b""
-
-    @property
-    def text(self) -> str:
-        return self.output.decode("utf-8", errors="replace")
-
-    def expect(self, text: str, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while text.encode() not in self.output:
-            assert time.monotonic() < deadline, self.text[-3000:]
-            if select.select([self.master], [], [], 0.5)[0]:
-                try:
-                    chunk = os.read(self.master, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                self.output += chunk
-        assert text.encode() in self.output, self.text[-3000:]
-
-    def send(self, text: str) -> None:
-        os.write(self.master, text.encode())
-
-    def wait_for_read(self, timeout: float = 30) -> None:
-        """Until smol is blocked reading its terminal (in read(0, ...)), as it is when a person answers.
-
-        A signal sent the instant the prompt text appears can land between the prompt's write and the read:
-        Python's builtin input() (click's prompt on stderr) then runs the handler too late and the read blocks on
-        (see the report of issue 8; the fix belongs in the CLI's prompt). A person's Ctrl-C comes later."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                fields = Path(f"/proc/{self.process.pid}/syscall").read_text().split()
-            except OSError:
-                return
-            if fields[:2] == ["0", "0x0"]:
-                return
-            time.sleep(0.05)
-        raise AssertionError("smol never waited for input: " + self.text[-2000:])
-
-    def signal(self, signum: int) -> None:
-        os.killpg(self.process.pid, signum)  # what the terminal sends to the foreground group
-
-    def wait(self) -> int:
-        try:
-            code = self.process.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            pytest.fail("smol did not exit; its terminal showed:\n" + self.text[-3000:])
-        while select.select([self.master], [], [], 0.2)[0]:
-            try:
-                chunk = os.read(self.master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            self.output += chunk
-        os.close(self.master)
-        assert b"Traceback" not in self.output, self.text[-3000:]
-        return code
+        super().__init__(*args, env=smol_env(env), term="xterm", on_start=STARTED.append)
 
 
 class Background:

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+import tests.terminal
 from tests.conftest import REPO_OWNER, chown_tree, tree_fingerprint
 from tests.fake_ollama import Answer, FakeOllama, final, tool
 
@@ -220,80 +221,11 @@ def make_link(path: Path, target: str) -> None:
     os.lchown(path, REPO_OWNER, REPO_OWNER)
 
 
-class Terminal:
-    """`smol` on a real pseudo-terminal, answered like a person would (for reviews that need a human's yes)."""
+class Terminal(tests.terminal.Terminal):
+    """`smol` on a real pseudo-terminal, each answer matched once; its pid is tracked for the leak check."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        import pty
-
-        self.master, slave = pty.openpty()
-        self.process = subprocess.Popen([SMOL, *args], stdin=slave, stdout=slave, stderr=slave,
-                                        env={**_env(env), "TERM": "dumb"}, start_new_session=True)
-        SPAWNED.add(self.process.pid)
-        os.close(slave)
-        self.output = b""
-        self.mark = 0
-        """Where the next expected text is looked for: each answer is matched once."""
-
-    def _read(self, wait: float) -> bool:
-        import select
-
-        if not select.select([self.master], [], [], wait)[0]:
-            return True
-        try:
-            chunk = os.read(self.master, 1 << 16)
-        except OSError:
-            return False
-        self.output += chunk
-        return bool(chunk)
-
-    def expect(self, text: str, timeout: float = 120) -> None:
-        import time
-
-        deadline = time.monotonic() + timeout
-        while text.encode() not in self.output[self.mark:]:
-            assert time.monotonic() < deadline and self._read(1), self.output.decode(errors="replace")[-3000:]
-        self.mark = self.output.index(text.encode(), self.mark) + len(text)
-
-    def send(self, text: str) -> None:
-        os.write(self.master, text.encode())
-
-    def answer(self, questions: tuple[str, ...], reply: str, *, until: str) -> int:
-        """Reply to each of `questions` as it is asked, until `until` shows; how many were asked."""
-        count = 0
-        while True:
-            rest = self.output[self.mark:]
-            found = sorted((rest.index(text.encode()), text) for text in (*questions, until) if text.encode() in rest)
-            if found and found[0][1] == until:
-                return count
-            if found:
-                self.mark += found[0][0] + len(found[0][1])
-                self.send(reply)
-                count += 1
-                continue
-            assert self._read(120), self.output.decode(errors="replace")[-3000:]
-
-    def wait(self) -> int:
-        """The exit code, reading the terminal meanwhile (a full pty would otherwise block smol's writes)."""
-        import time
-
-        deadline = time.monotonic() + 300
-        while self.process.poll() is None:
-            if time.monotonic() > deadline:
-                self.process.kill()
-                self.process.wait()
-                pytest.fail("smol did not exit:\n" + self.output.decode(errors="replace")[-3000:])
-            self._read(0.2)
-        while select_ready(self.master) and self._read(0):
-            pass  # what smol wrote before it exited
-        os.close(self.master)
-        return self.process.returncode
-
-
-def select_ready(fd: int) -> bool:
-    import select
-
-    return bool(select.select([fd], [], [], 0))
+        super().__init__(*args, env=_env(env), on_start=SPAWNED.add, fresh=True)
 
 
 def review_all(run_id: str, *extra: str, confirm: str = "really apply it?") -> tuple[int, str, int]:

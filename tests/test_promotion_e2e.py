@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import signal
 import subprocess
 import sys
@@ -17,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import tests.terminal
 from tests.conftest import git, tree_fingerprint
 from tests.fake_ollama import Answer, FakeOllama, final, tool
 from tests.test_agent_e2e import BUGGY
@@ -161,58 +160,7 @@ def test_replay_reproduces_the_recorded_diff(repo: Path) -> None:
     assert again.returncode == 0 and "identical" in again.stdout
 
 
-class Terminal:
-    """`smol` on a real pseudo-terminal, answered like a person would."""
-
-    def __init__(self, *args: str, sigint_ignored: bool = False) -> None:
-        self.master, slave = pty.openpty()
-        env = {**os.environ, "PHOENIX_ENABLED": "false", "TERM": "dumb"}
-
-        def inherit_ignored_sigint() -> None:  # as a background job of a non-interactive shell starts
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-        self.process = subprocess.Popen([SMOL, *args], stdin=slave, stdout=slave, stderr=slave, env=env,
-                                        start_new_session=True,
-                                        preexec_fn=inherit_ignored_sigint if sigint_ignored else None)
-        os.close(slave)
-        self.output = b""
-
-    def expect(self, text: str, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while text.encode() not in self.output:
-            assert time.monotonic() < deadline, self.output.decode(errors="replace")[-3000:]
-            ready, _, _ = select.select([self.master], [], [], 1)
-            if ready:
-                try:
-                    self.output += os.read(self.master, 65536)
-                except OSError:
-                    break
-        assert text.encode() in self.output, self.output.decode(errors="replace")[-3000:]
-
-    def send(self, text: str) -> None:
-        os.write(self.master, text.encode())
-
-    def wait(self) -> int:
-        try:
-            code = self.process.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            self.drain()
-            pytest.fail("smol did not exit; its terminal showed:\n" + self.output.decode(errors="replace")[-3000:])
-        self.drain()
-        os.close(self.master)
-        return code
-
-    def drain(self) -> None:
-        while select.select([self.master], [], [], 0.1)[0]:
-            try:
-                chunk = os.read(self.master, 65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            self.output += chunk
+Terminal = tests.terminal.Terminal
 
 
 def test_interactive_review_file_by_file(repo: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from runner.sandbox import SandboxMode
 from runner.sandbox.spares import SpareKey, SparePool
+from tests.conftest import list_containers
 
 KEY = SpareKey("unix://engine", "image:tag", 1000, 1000, 1 << 30)
 
@@ -74,19 +75,10 @@ def test_a_spare_given_up_on_is_still_discarded(monkeypatch: pytest.MonkeyPatch)
 
 
 def spare_keepers(docker_client: Any, exclude: set[str]) -> list[Any]:
-    import docker.errors
-
     from runner.sandbox.labels import OWNER, owner_label
 
-    for _ in range(20):
-        try:  # docker-py lists, then inspects each: a keeper removed in between (a spare given up) is a 404
-            keepers = docker_client.containers.list(all=True, filters={"label": ["smol.role=keeper",
-                                                                                  f"{OWNER}={owner_label()}"]})
-        except docker.errors.NotFound:
-            time.sleep(0.05)
-            continue
-        return [keeper for keeper in keepers if keeper.labels["smol.sandbox"] not in exclude]
-    pytest.fail("the keepers kept disappearing while being listed")
+    keepers = list_containers(docker_client, {"label": ["smol.role=keeper", f"{OWNER}={owner_label()}"]})
+    return [keeper for keeper in keepers if keeper.labels["smol.sandbox"] not in exclude]
 
 
 def wait_for_spare(docker_client: Any, exclude: set[str]) -> Any:
