@@ -260,3 +260,37 @@ def test_a_go_project_gets_its_toolchain_from_debian_and_its_tests_run(tmp_path:
     assert f"removed environment {old['tag']}" in swept.stdout, swept.stdout
     assert not any(env["tag"] == old["tag"] for env in
                    json.loads(smol("env", "show", "--all", "--json").stdout)["environments"])
+
+
+def test_on_a_terminal_the_first_time_asks_and_a_yes_is_remembered(tmp_path: Path, sandbox_image: str) -> None:
+    from tests.terminal import Terminal
+
+    repo = tmp_path / "askme"
+    repo.mkdir()
+    (repo / "requirements.txt").write_text("# nothing yet: the environment is a venv with pytest\n")
+    (repo / "test_one.py").write_text("def test_one():\n    assert True\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "askme")
+    chown_tree(repo, REPO_OWNER, REPO_OWNER)
+    smol("env", "rm", "--repo", str(repo))
+    env = {**os.environ, "PHOENIX_ENABLED": "false", "XDG_STATE_HOME": str(tmp_path / "state")}
+    question = "Prepare its environment now?"
+
+    refused = Terminal("exec", "--repo", str(repo), "--", "true", env=env)
+    refused.expect(question)
+    refused.send("n\n")
+    assert refused.wait() == 0
+    assert "smol env build" in refused.text and "preparing the environment" not in refused.text
+
+    accepted = Terminal("exec", "--repo", str(repo), "--", "python3", "-m", "pytest", "-q", env=env)
+    accepted.expect(question)
+    accepted.send("y\n")
+    assert accepted.wait() == 0, accepted.text[-2000:]
+    assert "preparing the environment smol-env:askme-" in accepted.text and "1 passed" in accepted.text
+
+    consents = json.loads((tmp_path / "state" / "smol" / "env-consent.json").read_text())
+    assert consents == {str(repo.resolve()): "allow"}  # the yes is remembered for this repo only
+    again = Terminal("exec", "--repo", str(repo), "--", "true", env=env)
+    assert again.wait() == 0
+    assert question not in again.text and "preparing the environment" not in again.text  # built: nothing to ask
