@@ -163,3 +163,42 @@ def test_who_may_start_a_set_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert store.allowed(repo) is (remembered or (asked and answer))
     assert may_prepare(repo, load_settings(repo), None, None, "requirements.txt") is \
         (setting == "allow" or (setting == "ask" and store.allowed(repo)))  # nobody to ask: never asks
+
+
+def test_the_set_up_gets_the_hosts_proxy_index_and_ca_and_the_image_never_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from runner.config import load_settings
+    from runner.env.build import HOST_CA, setup_environment
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("no_proxy", "localhost")
+    monkeypatch.setenv("PIP_INDEX_URL", "https://mirror.example/simple")
+    monkeypatch.setenv("PIP_FIND_LINKS", "/opt/wheels")  # a host directory: invisible in there, not passed
+    monkeypatch.delenv("UV_INDEX_URL", raising=False)
+    monkeypatch.delenv("SMOL_ENV_WHEELHOUSE", raising=False)
+    plan = plan_for(write(tmp_path / "repo", {"requirements.txt": "six\n"}))
+    env = setup_environment(plan, load_settings(tmp_path), has_ca=True)
+    assert env["HTTPS_PROXY"] == "http://proxy.example:3128" and env["no_proxy"] == "localhost"
+    assert env["UV_INDEX_URL"] == env["PIP_INDEX_URL"] == "https://mirror.example/simple"
+    assert "UV_FIND_LINKS" not in env and "PIP_FIND_LINKS" not in env
+    assert env["SSL_CERT_FILE"] == HOST_CA and env["UV_NATIVE_TLS"] == "1"
+    assert not {"HTTPS_PROXY", "no_proxy", "UV_INDEX_URL", "SSL_CERT_FILE"} & set(plan.image_env)  # what is committed
+    offline = setup_environment(plan, load_settings(tmp_path, smol_env_wheelhouse=str(tmp_path)), has_ca=False)
+    assert offline["UV_NO_INDEX"] == "1" and offline["UV_FIND_LINKS"] == "/opt/smol/wheelhouse"
+    assert "UV_INDEX_URL" not in offline and "SSL_CERT_FILE" not in offline
+
+
+def test_the_agent_and_the_sandbox_cannot_reach_the_set_up_phase() -> None:
+    """Only the CLI (the user's command) imports the set-up; the sandbox reads the key, never builds."""
+    import ast
+
+    runner = Path(__file__).resolve().parents[1] / "runner"
+    for path in runner.rglob("*.py"):
+        imported = {node.module for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ImportFrom)
+                    and node.module} | {alias.name for node in ast.walk(ast.parse(path.read_text()))
+                                        if isinstance(node, ast.Import) for alias in node.names}
+        package = path.relative_to(runner).parts[0]
+        if package in ("agent", "sandbox", "promote", "policy"):
+            assert not {"runner.env.build", "runner.env.service", "runner.env.tools"} & imported, path
+        if package == "env":
+            assert not {"click", "runner.cli", "runner.agent"} & imported, path
