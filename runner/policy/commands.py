@@ -90,6 +90,7 @@ def _skip_option(argv: Sequence[str], index: int, spec: _WrapperSpec) -> int | N
     arg = argv[index]
     if arg.startswith("--"):
         name, has_value, _ = arg.partition("=")
+        name = _long_option(name, spec)
         if name in spec.flags:
             return index + 1
         if name in spec.valued:
@@ -106,6 +107,15 @@ def _skip_option(argv: Sequence[str], index: int, spec: _WrapperSpec) -> int | N
         if option not in spec.flags:
             return None
     return index + 1
+
+
+def _long_option(name: str, spec: _WrapperSpec) -> str:
+    """The long option `name` stands for: getopt_long takes any unambiguous prefix (`timeout --sig=KILL` is
+    `--signal=KILL`), so a prefix must not hide the wrapped command. An ambiguous prefix stays unknown."""
+    if name in spec.flags or name in spec.valued:
+        return name
+    matches = [option for option in spec.flags | spec.valued if option.startswith("--") and option.startswith(name)]
+    return matches[0] if len(matches) == 1 else name
 
 
 def _unwrap(argv: Sequence[str], spec: _WrapperSpec) -> list[str] | None:
