@@ -16,10 +16,14 @@ from pathlib import Path
 import pytest
 
 from runner.errors import SandboxPathError
+from runner.promote.guard import guard
+from runner.promote.paths import is_dot_file, touches_dotgit
+from runner.promote.runscode import runs_code_reason
 from runner.sandbox.base import FileState, normalize_path
 from runner.sandbox.runtime import parse_left_out
 from runner.sandbox.tarstate import BASE_DIR, leaves_tree, overlay_layout, read_file_states, write_tree_archives
 from runner.textsafe import has_unsafe_name_chars, one_line, sanitize_for_terminal
+from tests.test_guard import added, refused_paths, symlink
 
 
 def members(archive: bytes) -> dict[str, tarfile.TarInfo]:
@@ -262,9 +266,6 @@ NOT_GITMODULES = [
 def test_every_spelling_of_gitmodules_is_flagged(name: str) -> None:
     # A submodule file under another name that NTFS or HFS+ folds back to .gitmodules (CVE-2018-11235 and its
     # NTFS follow-ups) must still need an explicit yes, in the root and in any directory.
-    from runner.promote.paths import is_dot_file
-    from runner.promote.runscode import runs_code_reason
-
     assert is_dot_file(name, "gitmodules", "gi7eba"), name
     for path in (name, f"sub/{name}"):
         # `~1000000` is also a short name .gitattributes may get: flagged either way
@@ -273,16 +274,12 @@ def test_every_spelling_of_gitmodules_is_flagged(name: str) -> None:
 
 @pytest.mark.parametrize("name", NOT_GITMODULES)
 def test_names_that_only_resemble_gitmodules_are_not(name: str) -> None:
-    from runner.promote.paths import is_dot_file
-
     assert not is_dot_file(name, "gitmodules", "gi7eba"), name
 
 
 @pytest.mark.parametrize("name", [".gitattributes", ".GITATTRIBUTES. ", ".gitattributes:$DATA", "GITATT~1",
                                   "gitatt~4 .", "GI7D29~1", "gi7d29~9", "GI7D2~10", ".g\u200bitattributes"])
 def test_every_spelling_of_gitattributes_is_flagged(name: str) -> None:
-    from runner.promote.runscode import runs_code_reason
-
     assert "attributes" in (runs_code_reason(f"a/{name}") or ""), name
 
 
@@ -293,14 +290,93 @@ def test_every_spelling_of_gitattributes_is_flagged(name: str) -> None:
     "\u200b.GIT. /x", "GIT~12/config", "git~1. /x",
 ])
 def test_rarer_spellings_of_dot_git_are_refused(path: str) -> None:
-    from runner.promote.paths import touches_dotgit
-
     assert touches_dotgit(path), path
 
 
 @pytest.mark.parametrize("path", ["git~1x/config", ".git~1/x", "a.git/x", ".gitx/y", "x/.git-crypt/k", ".g it/x",
-                                  "git~/x", ".gi/t"])
+                                  "git~/x", ".gi/t", ".git\ue000/x"])
 def test_names_near_dot_git_are_left_alone(path: str) -> None:
-    from runner.promote.paths import touches_dotgit
-
     assert not touches_dotgit(path), path
+
+
+@pytest.mark.parametrize("path", [".github/actions/setup/action.yml", "sub/.github/workflows/x.yml",
+                                  "pkg/.husky/pre-commit", "tools/.githooks/pre-push", "a/b/.husky/_/h"])
+def test_hooks_and_ci_in_nested_directories_are_flagged(path: str) -> None:
+    # A monorepo's package can carry its own hooks and CI: depth does not make them harmless.
+    assert runs_code_reason(path) is not None, path
+
+
+@pytest.mark.parametrize("path", ["docs/workflows/guide.md", "src/actions/store.py", "github/workflows.md",
+                                  "husky/notes.md", ".husky", "docs/githooks.md"])
+def test_ordinary_files_named_like_ci_or_hooks_are_not_flagged(path: str) -> None:
+    # Over-flagging costs a question every time: only the places tools really read count.
+    assert runs_code_reason(path) is None, path
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The guard's symlink-chain resolution: links that already exist in the tree, `.`/`//` segments, long chains
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _tree(tmp_path: Path, links: dict[str, str], dirs: tuple[str, ...] = (), files: tuple[str, ...] = ()) -> Path:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in dirs:
+        (repo / name).mkdir(parents=True, exist_ok=True)
+    for name in files:
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text("x\n")
+    for name, target in links.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, repo / name)
+    return repo
+
+
+@pytest.mark.parametrize("target", ["a/l/./..", "a/l//..", "a/l/.//./../x", "d/up/..", "d/e/l2"])
+def test_a_new_link_that_climbs_out_through_a_link_already_in_the_tree_is_refused(tmp_path: Path,
+                                                                                   target: str) -> None:
+    # Lexically each target stays inside (`a/l/./..` is `a`), but `a/l` already points at the repository root
+    # and `d/e/l2` at `../..`: the kernel climbs out of the repository from there. `.` and empty segments must
+    # not be mistaken for directories that a `..` could climb out of.
+    repo = _tree(tmp_path, {"a/l": "..", "d/up": "../..", "d/e/l2": "../../.."}, dirs=("a", "d/e"))
+    report = guard(symlink("x", target), repo)
+    assert refused_paths(report, "symlink") == {"x"}, report.refused
+    assert "outside the repository" in report.refused[0].reason
+
+
+def test_a_new_link_through_a_link_the_patch_nests_in_a_directory_is_followed(tmp_path: Path) -> None:
+    repo = _tree(tmp_path, {}, dirs=("d",))
+    report = guard(symlink("d/up", "..") + symlink("x", "d/up/.."), repo)
+    assert refused_paths(report, "symlink") == {"x"}
+
+
+def test_a_link_the_patch_turns_into_a_file_is_no_longer_followed(tmp_path: Path) -> None:
+    # `l -> ..` becomes a regular file in the same patch: afterwards `l/..` is not a way out (ENOTDIR), so a new
+    # link through it is not refused for a link that will no longer exist.
+    repo = _tree(tmp_path, {"l": ".."})
+    deletion = (b"diff --git a/l b/l\ndeleted file mode 120000\nindex " + b"e" * 40 + b".." + b"0" * 40 +
+                b"\n--- a/l\n+++ /dev/null\n@@ -1 +0,0 @@\n-..\n\\ No newline at end of file\n")
+    report = guard(deletion + added("l", "now a file\n") + symlink("x", "l/.."), repo)
+    assert refused_paths(report, "symlink") == set(), report.refused
+
+
+@pytest.mark.parametrize("length,refused", [(40, False), (41, True)])
+def test_a_chain_as_long_as_the_kernel_follows_is_allowed_and_one_longer_is_a_loop(
+        tmp_path: Path, length: int, refused: bool) -> None:
+    # Linux follows at most 40 links in one lookup (MAXSYMLINKS); a longer chain fails with ELOOP.
+    links = {f"c{i}": f"c{i + 1}" for i in range(1, length)} | {f"c{length}": "target.txt"}
+    repo = _tree(tmp_path, links, files=("target.txt",))
+    report = guard(symlink("new", "c1"), repo)
+    assert (not report.ok) is refused, report.refused
+    if refused:
+        assert "loop" in report.refused[0].reason
+
+
+def test_a_pure_rename_of_a_real_file_takes_its_mode_from_the_tree(tmp_path: Path) -> None:
+    # git prints a 100% rename without modes; the guard reads the source's mode from the tree (never the target).
+    repo = _tree(tmp_path, {}, files=("old.py",))
+    os.chmod(repo / "old.py", 0o755)
+    rename = b"diff --git a/old.py b/new.py\nsimilarity index 100%\nrename from old.py\nrename to new.py\n"
+    report = guard(rename, repo)
+    assert report.ok and refused_paths(report) == set(), report.refused
+    assert [(c.kind, c.old_path, c.new_path) for c in report.changes] == [("renamed", "old.py", "new.py")]
