@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from runner.cli.app import _check_writable, _repo_root, main
+from runner.cli.env_cmd import setup_option
 from runner.cli.run import REPO_OPTION, _start_session, finish_run, model_options
 
 
@@ -20,6 +21,7 @@ from runner.cli.run import REPO_OPTION, _start_session, finish_run, model_option
               help="When the job fails (exit 1): unless the change is verified; only when there is no change; "
                    "never. A refused change always exits 8, an unreachable model 6.")
 @model_options
+@setup_option
 @click.pass_context
 def ci(ctx: click.Context, task: str, repo: Path, out_dir: Path, fail_on: str) -> None:
     """Run TASK as a CI job: the agent, the guard and the re-verification, then reports in --out; the tree is
