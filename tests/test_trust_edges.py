@@ -380,3 +380,38 @@ def test_a_pure_rename_of_a_real_file_takes_its_mode_from_the_tree(tmp_path: Pat
     report = guard(rename, repo)
     assert report.ok and refused_paths(report) == set(), report.refused
     assert [(c.kind, c.old_path, c.new_path) for c in report.changes] == [("renamed", "old.py", "new.py")]
+
+
+@pytest.mark.parametrize("target", ["l/../..", "l/../../y"])
+def test_a_target_that_climbs_out_lexically_is_refused_whatever_the_links_on_the_way(tmp_path: Path,
+                                                                                     target: str) -> None:
+    # Today `l` points three directories deep, so the kernel would stay inside; but `l` is the user's to
+    # retarget later, and then the new link would climb out. Containment must hold without trusting other links.
+    repo = _tree(tmp_path, {"l": "a/b/c"}, dirs=("a/b/c",))
+    report = guard(symlink("x", target), repo)
+    assert refused_paths(report, "symlink") == {"x"}
+    assert "points outside the repository" in report.refused[0].reason and target in report.refused[0].reason
+
+
+def test_a_chain_through_an_absolute_link_in_the_tree_is_refused_and_named(tmp_path: Path) -> None:
+    repo = _tree(tmp_path, {"etc": "/etc"})
+    report = guard(symlink("x", "etc/passwd"), repo)
+    assert refused_paths(report, "symlink") == {"x"}
+    assert "etc" in report.refused[0].reason and "/etc" in report.refused[0].reason  # the reviewer sees both
+
+
+def test_a_chain_into_a_nested_repositorys_git_dir_is_refused(tmp_path: Path) -> None:
+    repo = _tree(tmp_path, {"d/g2": "../sub/.git"}, dirs=("d", "sub/.git"))
+    report = guard(symlink("x", "d/g2/config"), repo)
+    assert refused_paths(report, "symlink") == {"x"}
+    assert "resolves into .git" in report.refused[0].reason
+
+
+@pytest.mark.parametrize("target,why", [
+    ("a\nb", "multi-line"), ("\\\\server\\share\\x", "absolute"), ("\\x", "absolute"), ("C:\\Windows", "absolute"),
+    ("c:/x", "absolute"), ("Z:/x", "absolute"),
+])
+def test_link_targets_that_are_not_plain_relative_paths_are_refused(tmp_path: Path, target: str, why: str) -> None:
+    report = guard(symlink("l", target), tmp_path)
+    assert refused_paths(report, "symlink") == {"l"}, report.refused
+    assert why in report.refused[0].reason

@@ -1,0 +1,217 @@
+"""Summarise a mutmut run of scripts/mutation into MUTATION.md: per module the mutants, how many the tests killed,
+how many survived, how many are equivalent (listed with a reason in scripts/mutation-equivalents.txt), and the
+survivors themselves so the next person knows what the tests still miss.
+
+Only mutmut's command line is used (`mutmut results`, `mutmut show`), not its internals, so a mutmut upgrade
+within 3.x keeps this working."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import os
+import platform
+import re
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BEGIN = "<!-- mutation:begin (written by scripts/mutation; edit around it) -->"
+END = "<!-- mutation:end -->"
+
+KILLED = {"killed", "timeout", "caught by type check"}
+"""A mutant that makes a test fail, hang past mutmut's limit (an infinite loop) or fail type checking is caught."""
+
+IMPORT_TIME = frozenset({"runner.policy.rules._default_rules", "runner.policy.rules._rule",
+                         "runner.policy.commands._spec"})
+"""Functions that only run while their module is imported (the default rule table, the wrapper specs): mutmut
+forks every mutant from a process that has imported the module already, so no test can see their mutants."""
+
+_LITERAL = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'")
+
+PARTIAL_SCOPE = {
+    "runner/sandbox/base.py": {"normalize_path"},
+    "runner/sandbox/runtime.py": {"parse_left_out"},
+}
+"""Modules of which only some functions belong to the trust boundary measured here: the rest drives the Docker
+engine and is tested by the docker suite, which is too slow to run once per mutant."""
+
+
+@dataclass
+class Module:
+    path: str
+    statuses: Counter[str] = field(default_factory=Counter)
+    equivalent: list[str] = field(default_factory=list)
+    survivors: list[str] = field(default_factory=list)
+    wording: list[str] = field(default_factory=list)
+    import_time: list[str] = field(default_factory=list)
+
+
+def is_wording(lines: list[str]) -> bool:
+    """A mutant that only rewrites the text of a message: one line, one string literal of prose (four words or
+    more, not an option list) wrapped in XX or case-changed, the rest of the line untouched. No decision reads
+    such a string; it only tells a person why."""
+    if len(lines) != 2 or lines[0][0] != "-" or lines[1][0] != "+":
+        return False
+    old, new = lines[0][1:], lines[1][1:]
+    for literal in _LITERAL.finditer(old):
+        quote, body = literal.group()[0], literal.group()[1:-1]
+        if len(body.split()) < 4 or body.lstrip().startswith("-"):
+            continue
+        for variant in (f"XX{body}XX", body.upper(), body.lower()):
+            if variant != body and old[:literal.start()] + quote + variant + quote + old[literal.end():] == new:
+                return True
+    return False
+
+
+def module_and_function(name: str, modules: list[str]) -> tuple[str, str]:
+    """'runner.policy.words.x_expand__mutmut_3' -> ('runner/policy/words.py', 'expand'); methods are mangled
+    as 'xǁClassǁmethod'."""
+    dotted, _, rest = name.rpartition(".x")
+    path = dotted.replace(".", "/") + ".py"
+    if path not in modules and dotted.replace(".", "/") + "/__init__.py" in modules:
+        path = dotted.replace(".", "/") + "/__init__.py"
+    function = re.sub(r"__mutmut_\d+$", "", rest).removeprefix("_").lstrip("ǁ").replace("ǁ", ".")
+    return path, function.split(".")[-1]
+
+
+def mutmut(snapshot: Path, *args: str) -> str:
+    return subprocess.run([sys.executable, "-m", "mutmut", *args], cwd=snapshot, check=True, capture_output=True,
+                          text=True).stdout
+
+
+def changed_lines(diff: str) -> list[str]:
+    return [line for line in diff.splitlines()
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+
+
+def fingerprint(lines: list[str]) -> str:
+    """Ties an equivalence entry to the mutation it was judged on: mutmut numbers mutants per function, so after
+    an edit the same name can denote another mutation, and the entry must then be judged again."""
+    return hashlib.sha256("\n".join(line[1:].strip() for line in lines).encode()).hexdigest()[:8]
+
+
+def read_equivalents(path: Path) -> dict[str, tuple[str, str]]:
+    entries: dict[str, tuple[str, str]] = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, digest, why = line.split(maxsplit=2)
+            entries[name] = (digest, why)
+    return entries
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), "
+            f"Python {platform.python_version()}")
+
+
+def render(snapshot: Path, equivalents_path: Path) -> str:
+    statuses = {}
+    for line in mutmut(snapshot, "results", "--all", "true").splitlines():
+        name, _, status = line.strip().partition(": ")
+        if name:
+            statuses[name] = status
+    module_files = sorted({str(p.relative_to(snapshot / "mutants")).removesuffix(".meta")
+                           for p in (snapshot / "mutants" / "runner").rglob("*.py.meta")})
+    equivalents = read_equivalents(equivalents_path)
+    modules: dict[str, Module] = {}
+    stale: list[str] = []
+    out_of_scope = 0
+    for name, status in sorted(statuses.items()):
+        path, function = module_and_function(name, module_files)
+        if path in PARTIAL_SCOPE and function not in PARTIAL_SCOPE[path]:
+            out_of_scope += 1
+            continue
+        module = modules.setdefault(path, Module(path))
+        if status in KILLED:
+            module.statuses["killed"] += 1
+            if name in equivalents:
+                stale.append(f"`{name}` is listed as equivalent but is killed: remove it from the list")
+            continue
+        if status == "not checked":
+            module.statuses["not run"] += 1
+            continue
+        lines = changed_lines(mutmut(snapshot, "show", name))
+        shown = " / ".join(f"`{line[0]} {line[1:].strip()}`" for line in lines)
+        if name in equivalents:
+            digest, why = equivalents[name]
+            if digest == fingerprint(lines):
+                module.statuses["equivalent"] += 1
+                module.equivalent.append(f"- `{name}` {shown}: {why}")
+                continue
+            stale.append(f"`{name}` changed since it was judged equivalent ({digest} != {fingerprint(lines)})")
+        if f"{path[:-3].replace('/', '.')}.{function}" in IMPORT_TIME:
+            module.statuses["import-time"] += 1
+            module.import_time.append(f"- `{name}` {shown}")
+            continue
+        if is_wording(lines):
+            module.statuses["wording"] += 1
+            module.wording.append(f"- `{name}` {shown}")
+            continue
+        module.statuses["survived"] += 1
+        module.survivors.append(f"- `{name}` ({status}, {fingerprint(lines)}) {shown}")
+
+    rev = (snapshot / ".source-rev").read_text().strip() if (snapshot / ".source-rev").exists() else "?"
+    seconds = (snapshot / ".seconds").read_text().strip() if (snapshot / ".seconds").exists() else "?"
+    rows = ["| module | mutants | killed | survived | equivalent | wording | import-time | not run | kill rate |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    total: Counter[str] = Counter()
+    for module in sorted(modules.values(), key=lambda m: m.path):
+        counts = module.statuses
+        total.update(counts)
+        rows.append(row(module.path, counts))
+    rows.append(row("**all**", total))
+    text = [
+        f"Run of {datetime.date.today().isoformat()} over `{rev}` on {machine()}; mutmut wall clock {seconds} s "
+        f"(niced, shared machine). {out_of_scope} mutants of Docker-only code in base.py/runtime.py are out of "
+        "scope (see above).", "", *rows, "",
+        "Kill rate = killed / (killed + survived): equivalent mutants, wording-only mutants, import-time mutants and "
+        "mutants not run are left out of it and listed below. A timeout counts as killed.", "",
+    ]
+    if stale:
+        text += ["### Stale equivalence entries (judge again)", "", *(f"- {s}" for s in stale), ""]
+    ordered = sorted(modules.values(), key=lambda m: m.path)
+    text += ["### Surviving mutants", ""]
+    text += [line for m in ordered for line in m.survivors] or ["none"]
+    text += ["", "### Equivalent mutants", ""]
+    text += [line for m in ordered for line in m.equivalent] or ["none"]
+    for title, attribute in (("Wording-only mutants", "wording"), ("Import-time mutants (not run)", "import_time")):
+        found = [line for m in ordered for line in getattr(m, attribute)]
+        text += ["", f"<details><summary>{title}: {len(found)}</summary>", "", *(found or ["none"]), "",
+                 "</details>"]
+    return "\n".join(text)
+
+
+def row(label: str, counts: Counter[str]) -> str:
+    judged = counts["killed"] + counts["survived"]
+    rate = f"{100 * counts['killed'] / judged:.1f} %" if judged else "–"
+    return (f"| {label} | {sum(counts.values())} | {counts['killed']} | {counts['survived']} "
+            f"| {counts['equivalent']} | {counts['wording']} | {counts['import-time']} | {counts['not run']} "
+            f"| {rate} |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--snapshot", type=Path, required=True)
+    parser.add_argument("--equivalents", type=Path, required=True)
+    parser.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args()
+    section = render(args.snapshot, args.equivalents)
+    document = args.output.read_text() if args.output.exists() else f"# Mutation testing\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in document or END not in document:
+        print(f"mutation: {args.output} has no '{BEGIN}' ... '{END}' section to write into", file=sys.stderr)
+        return 2
+    head, _, rest = document.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    args.output.write_text(f"{head}{BEGIN}\n{section}\n{END}{tail}")
+    print(section.split("\n\n")[1] if "\n\n" in section else section)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
