@@ -93,9 +93,35 @@ def load_task_settings(job: TaskJob) -> Any:
     return load_settings_and_warnings(job.repo, **overrides)[0]
 
 
-def start_sandbox(job: TaskJob, settings: Any) -> DockerSandbox:
+_ENV_LOCKS: dict[str, threading.Lock] = {}
+_ENV_LOCKS_GUARD = threading.Lock()
+
+
+def prepare_environment(job: TaskJob, settings: Any, say: Callable[[str], None]) -> None:
+    """The repo's prepared environment, built first when SMOL_ENV_SETUP (the batch's --setup, the task's `setup`)
+    allows; the sandbox then starts from it by itself. One build per repo at a time: tasks on the same repo wait
+    for it instead of building it twice. On a cluster this runs on the worker, which builds its own."""
+    from runner.env.plan import plan_for
+
+    if not plan_for(Path(job.repo)).declares_dependencies:
+        return
+    from runner.env.service import ensure_environment
+    from runner.sandbox.engine import connect
+
+    with _ENV_LOCKS_GUARD:
+        lock = _ENV_LOCKS.setdefault(job.repo, threading.Lock())
+    with lock:
+        engine = connect()
+        try:
+            ensure_environment(engine, Path(job.repo), settings, setup=None, ask=None, progress=say)
+        finally:
+            engine.close()
+
+
+def start_sandbox(job: TaskJob, settings: Any, say: Callable[[str], None] | None = None) -> DockerSandbox:
     from runner.sandbox.docker_sandbox import DockerSandbox
 
+    prepare_environment(job, settings, say or (lambda line: None))
     sandbox = DockerSandbox(Path(job.repo), settings)
     try:
         sandbox.start()
@@ -178,7 +204,7 @@ def _run(job: TaskJob, control: TaskControl, tracing: Any, sandbox: DockerSandbo
     preflight(settings)
     if sandbox is None:
         say("starting the sandbox")
-        sandbox = start_sandbox(job, settings)
+        sandbox = start_sandbox(job, settings, say)
     control.attach(sandbox=sandbox)
     root = trace.get_tracer("smol").start_span(
         "smol batch task", attributes={"openinference.span.kind": "CHAIN", "batch.name": job.batch,
