@@ -152,6 +152,52 @@ ABBREVIATED = [
     pytest.param("timeout --sig=KILL 5 ls", ASK, id="timeout-abbreviated-harmless"),
 ]
 
+GIT = [
+    pytest.param("git -c core.pager=evil log", DENY, id="git-c-pager"),
+    pytest.param("git -ccore.pager=evil log", DENY, id="git-c-glued"),
+    pytest.param("git -c", DENY, id="git-c-nothing"),
+    pytest.param("git -c color.ui=always log", ASK, id="git-c-safe"),
+    pytest.param("git -ccolor.ui=always log", ASK, id="git-c-safe-glued"),
+    pytest.param("git -c Color.UI=always log", ASK, id="git-c-safe-case"),
+    pytest.param("git -c alias.st=!sh status", DENY, id="git-c-alias"),
+    pytest.param("git -c color.ui=1 -c core.pager=x log", DENY, id="git-c-second"),
+    pytest.param("git -c color.ui=1 rebase -x 'rm -rf /' main", DENY, id="git-c-then-rebase-x"),
+    pytest.param("git -ccolor.ui=1 rebase -x 'rm -rf /' main", DENY, id="git-c-glued-then-rebase-x"),
+    pytest.param("git --config-env=core.pager=PAGER log", DENY, id="git-config-env="),
+    pytest.param("git --config-env core.pager=PAGER log", DENY, id="git-config-env"),
+    pytest.param("git --config-env=color.ui=C log", ASK, id="git-config-env-safe"),
+    pytest.param("git --config-env color.ui=C rebase -x 'rm -rf /' m", DENY, id="git-config-env-then-rebase"),
+    pytest.param("git --config-env=color.ui=C rebase -x 'rm -rf /' m", DENY, id="git-config-env=-then-rebase"),
+    pytest.param("git --exec-path=/tmp/x status", DENY, id="git-exec-path"),
+    pytest.param("git --no-pager -P log", ALLOW, id="git-safe-globals"),
+    pytest.param("git --no-pager -c core.pager=x log", DENY, id="git-safe-global-then-c"),
+    pytest.param("git -C sub status", ASK, id="git-C"),
+    *[pytest.param(f"git {option} rebase -x 'rm -rf /' m", DENY, id=f"git{option}-then-rebase") for option in (
+        "-C sub", "--git-dir x", "--work-tree x", "--namespace n", "--git-dir=x", "--work-tree=x", "--namespace=n")],
+    pytest.param("git --git-dir=x status", ASK, id="git-git-dir="),
+    pytest.param("git --bogus status", ASK, id="git-unknown-global"),
+    pytest.param("git rebase --exec 'rm -rf /' main", DENY, id="rebase-exec"),
+    pytest.param("git rebase --exec='rm -rf /' main", DENY, id="rebase-exec="),
+    pytest.param("git rebase --exe 'rm -rf /' main", DENY, id="rebase-exec-abbreviated"),
+    pytest.param("git rebase -x 'rm -rf /' main", DENY, id="rebase-x"),
+    pytest.param("git rebase -ix 'rm -rf /' main", DENY, id="rebase-ix"),
+    pytest.param("git rebase --exec ls main", ASK, id="rebase-exec-harmless"),
+    pytest.param("git rebase -x", ASK, id="rebase-x-nothing"),
+    pytest.param("git log -x", ALLOW, id="log-x-is-not-rebase"),
+    *[pytest.param(f"git {cmd}", DENY, id=f"git-{cmd}") for cmd in (
+        "fetch --upload-pack=evil", "fetch --upload-p=evil", "push --receive-pack=x", "push --rec=x",
+        "ls-remote --exec=x origin", "fetch --exec-path=x", "pull --config-env=core.pager=X", "clone -u evil url",
+        "clone -qu evil url", "clone --upload-pack=x url", "grep -O foo", "grep -Ovim foo",
+        "grep --open-files-in-pager foo", "grep --open foo")],
+    pytest.param("git log -u", ALLOW, id="log-u-is-a-patch"),
+    pytest.param("git log --ex", ASK, id="log-ex-may-be-ext-diff"),
+    pytest.param("git log -- --exec", ALLOW, id="log-path-after-dashdash"),
+    pytest.param("git diff --ext-diff", ASK, id="diff-ext-diff"),
+    pytest.param("git log --textconv", ASK, id="log-textconv"),
+    pytest.param("git show --textc", ASK, id="show-textc"),
+    pytest.param("git diff --text", ALLOW, id="diff-text"),
+]
+
 
 @pytest.fixture(scope="module")
 def policy() -> CommandPolicy:
@@ -159,7 +205,7 @@ def policy() -> CommandPolicy:
 
 
 @pytest.mark.parametrize(("command", "expected"), [*ENV, *FIND, *RG, *PYTHON, *INTERPRETERS, *NESTED, *WRAPPERS,
-                                                   *ABBREVIATED])
+                                                   *ABBREVIATED, *GIT])
 def test_decisions(policy: CommandPolicy, command: str, expected: Decision) -> None:
     result = policy.evaluate(command)
     assert result.decision is expected, f"{command!r}: {result}"
