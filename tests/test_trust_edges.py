@@ -258,7 +258,7 @@ NOT_GITMODULES = [
     ".gitmodules x", ".gitmodules .x", " .gitmodules", "..gitmodules", "gitmodules", ".gitmodule", ".gitmodules x ",
     "GI7EBA~", "GI7EBA~0", "GI7EBA~~1", "GI7EBA~X", "Gx7EBA~1", "GI7EBX~1", "GI7EB~1", "GI7EB~01", "GI7EB~1X",
     ".gitmodules,:$DATA", "GITMOD~5", "GITMOD~1x", "gitmod~1 x", "GI7EB~1:$DATA", "xgitmodules", "GI7EBA~10",
-    "~100000", "~1000000x", ".gitmodulesx.", "x.gitmodules",
+    "~100000", "~1000000x", ".gitmodulesx.", "x.gitmodules", ".gitmodulesX", "gi7ebaxy", "GI7EBAXX", "gitmodxx",
 ]
 
 
@@ -294,9 +294,17 @@ def test_rarer_spellings_of_dot_git_are_refused(path: str) -> None:
 
 
 @pytest.mark.parametrize("path", ["git~1x/config", ".git~1/x", "a.git/x", ".gitx/y", "x/.git-crypt/k", ".g it/x",
-                                  "git~/x", ".gi/t", ".git\ue000/x"])
+                                  "git~/x", ".gi/t", ".git\ue000/x", ".gitX/y",
+                                  "git~1X/y"])
 def test_names_near_dot_git_are_left_alone(path: str) -> None:
     assert not touches_dotgit(path), path
+
+
+@pytest.mark.parametrize("path", ["\\\\server\\share\\x", "\\x", "c:/x", "C:\\x", "z:\\y"])
+def test_windows_absolute_paths_in_a_patch_are_refused(tmp_path: Path, path: str) -> None:
+    # A checkout on Windows (or a tool that treats `\\` as a separator) would write these outside the repository.
+    report = guard(added(path), tmp_path)
+    assert refused_paths(report, "path") == {path}, report.refused
 
 
 @pytest.mark.parametrize("path", [".github/actions/setup/action.yml", "sub/.github/workflows/x.yml",
