@@ -26,6 +26,8 @@ ENV = [
     pytest.param("env -S'ls -l'", ASK, id="env-S-harmless"),
     pytest.param("env --split-string='ls -l' x", ASK, id="env-split-harmless"),
     pytest.param("env -i ls", ASK, id="env-ls"),
+    pytest.param("env sh", ASK, id="env-sh-without-a-pipe"),
+    pytest.param("timeout 5 sh", ASK, id="timeout-sh-without-a-pipe"),
     pytest.param("env", ASK, id="env-alone"),
     pytest.param("env -x rm -rf /", ASK, id="env-unknown-option"),
     pytest.param("env -u", ASK, id="env-u-missing"),
@@ -39,6 +41,8 @@ FIND = [
     pytest.param("find . -exec rm -rf / \\; -name x", DENY, id="find-exec-then-more"),
     pytest.param("find . -name x -exec ls {} \\;", ASK, id="find-exec-harmless"),
     pytest.param("find . -exec", ASK, id="find-exec-nothing"),
+    pytest.param("find . -exec bash \\;", ASK, id="find-exec-shell-reads-no-pipe"),
+    pytest.param("find . -exec sh -c 'rm -rf /' \\;", DENY, id="find-exec-sh-c"),
     pytest.param("find . -exec \\;", ASK, id="find-exec-empty"),
     pytest.param("find . -exec ls {} \\; -exec rm -rf / \\;", DENY, id="find-second-exec"),
     pytest.param("find / -delete", DENY, id="find-root-delete"),
@@ -236,6 +240,11 @@ def test_a_users_deny_rule_still_applies_to_commands_the_policy_looks_into(comma
     ("timeout 5 ls", "structure:wrapper"), ("timeout -Z 5 ls", "structure:wrapper"), ("env ls", "structure:wrapper"),
     ("env -x ls", "structure:wrapper"), ("eval ls", "structure:eval"), ("source x.sh", "structure:source"),
     (". x.sh", "structure:source"), ("env -S 'ls'", "structure:wrapper"),
+    ("find . -exec ls {} \\;", "structure:find-exec"), ("find . -delete", "structure:find-delete"),
+    ("find / -delete", "default:destructive"), ("find . -fprint /dev/sda", "default:device"),
+    ("find . -fprint out.txt", "structure:redirect"), ("rg --pre sh x", "default:rg-pre"),
+    ("rg --pre ./conv x", "structure:rg-pre"), ("rg --pre-glob '*.pdf' x", "structure:rg-pre"),
+    ("rg --pre-glob=*.pdf x", "structure:rg-pre"),
 ])
 def test_the_finding_that_decides_is_named(policy: CommandPolicy, command: str, rule: str) -> None:
     # The rule name is what a run's record and the review show as the reason's source; "unknown command" would
