@@ -47,6 +47,10 @@ def clusters() -> Iterator[Callable[..., Any]]:
     yield make
     for cluster in made:
         cluster.shutdown()
+    # A worker killed mid-task (a removed node, a cluster shut down) leaves its sandbox on the shared engine, as a
+    # real node's would on its own: `smol gc` there removes it, here once every worker process is gone.
+    cleaned = smol(["gc"], {})
+    assert cleaned.returncode == 0, cleaned.stderr
 
 
 def said(request: dict[str, Any]) -> str:

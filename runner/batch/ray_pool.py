@@ -116,7 +116,9 @@ class RayPool:
         ready = [node for node in self.nodes if node.ready]
         if not ready:
             raise ClusterUnavailable(f"no node of the Ray cluster at {address} can run tasks: {self._problems()}")
-        self.capacity = sum(node.slots for node in ready)
+        # A finished task is re-verified here while its node slot already runs the next one: Ray holds the
+        # `verify_jobs` extra tasks in its queue until a slot frees.
+        self.capacity = sum(node.slots for node in ready) + verify_jobs
         if jobs is not None:
             self.capacity = min(self.capacity, jobs)
 
