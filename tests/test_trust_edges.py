@@ -423,3 +423,81 @@ def test_link_targets_that_are_not_plain_relative_paths_are_refused(tmp_path: Pa
     report = guard(symlink("l", target), tmp_path)
     assert refused_paths(report, "symlink") == {"l"}, report.refused
     assert why in report.refused[0].reason
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Every finding says where and why, and nothing is cut short
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _rename(old: str, new: str) -> bytes:
+    return f"diff --git a/{old} b/{new}\nsimilarity index 100%\nrename from {old}\nrename to {new}\n".encode()
+
+
+def test_every_finding_names_its_path_and_says_why(tmp_path: Path) -> None:
+    from tests.test_guard import modified
+
+    repo = _tree(tmp_path, {"lnk": "real", "cfg": "real/x"}, dirs=("real",), files=("real/x",))
+    patch = (added("../x") + added(".git/config") + added("a\x1bb") + added("m", mode="100664")
+             + added("lnk/sub/x") + added("cfg") + symlink("a/b", "../c") + added("a/b/x") + modified("Makefile"))
+    report = guard(patch, repo, max_bytes=10, max_files=2)
+    expected_refused = {("../x", "path"), (".git/config", "git dir"), ("m", "mode"), ("lnk/sub/x", "symlink"),
+                        ("cfg", "symlink"), ("a/b/x", "symlink")}
+    assert {(f.path, f.category) for f in report.refused} == expected_refused
+    assert {("a\x1bb", "name"), ("Makefile", "runs code"), ("", "size")} <= {(f.path, f.category)
+                                                                           for f in report.flagged}
+    assert all(f.reason.strip() for f in report.refused + report.flagged)
+    through = {f.path: f.reason for f in report.refused if f.category == "symlink"}
+    assert through["lnk/sub/x"].startswith("written through lnk,")  # the link itself, not a path below it
+    assert "a/b" in through["a/b/x"]
+    assert [f.reason for f in report.flagged if f.category == "size"] == [
+        f"the patch is {len(patch)} bytes, over the 10-byte limit: approve it explicitly",
+        "the patch changes 9 files, over the 2-file limit: approve it explicitly"]
+
+
+def test_a_patch_that_cannot_be_read_is_one_refusal_that_says_why(tmp_path: Path) -> None:
+    report = guard(b"diff --git a/x b/x\n@@ garbage", tmp_path)
+    assert [(f.path, f.category) for f in report.refused] == [("", "parse")] and report.refused[0].reason.strip()
+    assert report.changes == []
+
+
+def test_both_sides_of_a_rename_are_checked_and_reported(tmp_path: Path) -> None:
+    # Nothing is cut short: a bad source does not hide what is wrong (or needs a yes) on the destination.
+    repo = _tree(tmp_path, {"lnk": "real"}, dirs=("real",), files=("real/a",))
+    report = guard(_rename("../x", ".git/hooks/post-checkout") + _rename("lnk/a", "Makefile"), repo)
+    assert {("../x", "path"), (".git/hooks/post-checkout", "git dir"), ("lnk/a", "symlink")} <= {
+        (f.path, f.category) for f in report.refused}
+    assert ("Makefile", "runs code") in {(f.path, f.category) for f in report.flagged}
+
+
+def test_a_copy_does_not_consume_its_source_but_a_rename_does(tmp_path: Path) -> None:
+    from tests.test_guard import modified
+
+    repo = _tree(tmp_path, {}, files=("a", "c"))
+    copy = b"diff --git a/a b/b\nsimilarity index 100%\ncopy from a\ncopy to b\n"
+    assert guard(copy + modified("a"), repo).ok
+    twice = guard(_rename("c", "d") + modified("c"), repo)
+    assert ("c", "path") in {(f.path, f.category) for f in twice.refused}
+
+
+@pytest.mark.parametrize("target", ["", "a\x00b"])
+def test_an_empty_or_nul_link_target_is_refused(tmp_path: Path, target: str) -> None:
+    report = guard(symlink("l", target), tmp_path)
+    assert not report.ok
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", ".git/config", "..\\..\\x", "sub/../.git"])
+def test_a_refused_link_target_is_shown_to_the_reviewer(tmp_path: Path, target: str) -> None:
+    report = guard(symlink("l", target), tmp_path)
+    assert [f.path for f in report.refused] == ["l"]
+    assert one_line(target) in report.refused[0].reason
+
+
+def test_the_summary_says_what_kind_of_file_changed() -> None:
+    from runner.promote.guard import FileChange, describe
+
+    assert describe(FileChange("l", None, "deleted", "120000", None)) == "deleted     l (symlink)"
+    assert describe(FileChange("m", "m", "modified", "160000", "160000")) == "modified    m (submodule)"
+    assert describe(FileChange("b", "b", "modified", "100644", "100644", binary=True)) == "modified    b (binary)"
+    assert describe(FileChange(None, "l", "added", None, "120000")) == "added       l (symlink -> ?)"
+    assert describe(FileChange("p", "p", "modified", "100644", "100644")) == "modified    p"
