@@ -501,3 +501,13 @@ def test_the_summary_says_what_kind_of_file_changed() -> None:
     assert describe(FileChange("b", "b", "modified", "100644", "100644", binary=True)) == "modified    b (binary)"
     assert describe(FileChange(None, "l", "added", None, "120000")) == "added       l (symlink -> ?)"
     assert describe(FileChange("p", "p", "modified", "100644", "100644")) == "modified    p"
+
+
+@pytest.mark.parametrize("path", [
+    "evil.pth", "lib/site-packages/zzz.pth",  # a .pth line starting with `import` runs at every interpreter start-up
+    "compose.yaml", "deploy/docker-compose.prod.yaml", "docker-compose.yml",
+    "pytest.ini", "sub/.pytest.ini", "jest.config.ts", "web/vitest.config.mjs", "pytest/__init__.py",
+    ".github/copilot-instructions.md", "pkg/.github/copilot-instructions.md",
+])
+def test_files_that_run_code_at_start_up_or_steer_the_runner_are_flagged(path: str) -> None:
+    assert runs_code_reason(path) is not None, path
