@@ -15,7 +15,9 @@ import platform
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,8 +81,12 @@ def module_and_function(name: str, modules: list[str]) -> tuple[str, str]:
 
 
 def mutmut(snapshot: Path, *args: str) -> str:
-    return subprocess.run([sys.executable, "-m", "mutmut", *args], cwd=snapshot, check=True, capture_output=True,
-                          text=True).stdout
+    for attempt in range(3):  # mutmut rewrites its result files while it runs: a read can race with a write
+        result = subprocess.run([sys.executable, "-m", "mutmut", *args], cwd=snapshot, capture_output=True, text=True)
+        if result.returncode == 0:
+            return result.stdout
+        time.sleep(1 + attempt)
+    raise SystemExit(f"mutation: `mutmut {' '.join(args)}` failed in {snapshot}: {result.stderr.strip()[-300:]}")
 
 
 def changed_lines(diff: str) -> list[str]:
@@ -119,6 +125,14 @@ def render(snapshot: Path, equivalents_path: Path) -> str:
     module_files = sorted({str(p.relative_to(snapshot / "mutants")).removesuffix(".meta")
                            for p in (snapshot / "mutants" / "runner").rglob("*.py.meta")})
     equivalents = read_equivalents(equivalents_path)
+    def in_scope(name: str) -> bool:
+        path, function = module_and_function(name, module_files)
+        return path not in PARTIAL_SCOPE or function in PARTIAL_SCOPE[path]
+
+    undecided = [name for name, status in statuses.items()
+                 if status not in KILLED and status != "not checked" and in_scope(name)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        diffs = dict(zip(undecided, pool.map(lambda name: mutmut(snapshot, "show", name), undecided), strict=True))
     modules: dict[str, Module] = {}
     stale: list[str] = []
     out_of_scope = 0
@@ -136,7 +150,7 @@ def render(snapshot: Path, equivalents_path: Path) -> str:
         if status == "not checked":
             module.statuses["not run"] += 1
             continue
-        lines = changed_lines(mutmut(snapshot, "show", name))
+        lines = changed_lines(diffs[name])
         shown = " / ".join(f"`{line[0]} {line[1:].strip()}`" for line in lines)
         if name in equivalents:
             digest, why = equivalents[name]
