@@ -226,6 +226,10 @@ class Evaluator:
             return commands.analyse_interpreter(argv, piped_in)
         if name in commands.WRAPPERS:
             return commands.analyse_wrapper(self, argv, depth, piped_in)
+        if name == "env":
+            return commands.analyse_env(self, argv, depth, piped_in)
+        if name in ("source", "."):
+            return commands.analyse_source(self, argv, depth, piped_in)
         handler = {"env": commands.analyse_env, "eval": commands.analyse_eval, "source": commands.analyse_source,
                    ".": commands.analyse_source, "find": tools.analyse_find, "git": tools.analyse_git,
                    "rg": tools.analyse_rg}.get(name)

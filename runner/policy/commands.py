@@ -163,6 +163,15 @@ def _env_command(argv: Sequence[str]) -> tuple[list[str] | None, str | None]:
     return list(argv[index:]), None
 
 
+STDIN_PROGRAMS = frozenset({"-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"})
+"""Program operands that name stdin itself: `curl … | bash /dev/stdin` is still `curl … | sh`."""
+
+
+def _pipe_to_shell(name: str) -> Analysis:
+    return Analysis([], hard=[deny(f"pipes data into `{name}` to be run as a program (the `curl … | sh` shape)",
+                                   "default:pipe-to-shell")])
+
+
 def shell_invocation(argv: Sequence[str]) -> tuple[str | None, bool]:
     """(the `-c` command string, whether the shell reads its program from stdin) for `bash [opts] …`."""
     has_c = has_s = False
@@ -187,7 +196,7 @@ def shell_invocation(argv: Sequence[str]) -> tuple[str | None, bool]:
     rest = argv[index:]
     if has_c:
         return (rest[0] if rest else ""), False
-    return None, has_s or not rest
+    return None, has_s or not rest or rest[0] in STDIN_PROGRAMS
 
 
 
@@ -230,7 +239,7 @@ def analyse_python(argv: list[str], piped_in: bool) -> Analysis:
         else:
             return Analysis(form, soft=approve(f"unrecognised option {arg} for `{argv[0]}`",
                                                  "structure:script"))
-    if index >= len(argv) or argv[index] == "-":
+    if index >= len(argv) or argv[index] in STDIN_PROGRAMS:
         if piped_in:
             return Analysis(form, hard=[deny(f"pipes data into `{argv[0]}` to be run as a program (the "
                                                "`curl … | sh` shape)", "default:pipe-to-shell")])
@@ -244,7 +253,7 @@ def analyse_interpreter(argv: list[str], piped_in: bool) -> Analysis:
         finding = approve(f"`{argv[0]}` runs inline code the policy cannot analyse", "structure:inline-code")
         return Analysis(form, hard=[finding], soft=finding)
     operands = operand_args(argv)
-    if piped_in and (not operands or operands[0] == "-"):
+    if piped_in and (not operands or operands[0] in STDIN_PROGRAMS):
         return Analysis(form, hard=[deny(f"pipes data into `{argv[0]}` to be run as a program (the "
                                            "`curl … | sh` shape)", "default:pipe-to-shell")])
     return Analysis(form, soft=approve(f"`{argv[0]}` runs a script", "structure:script"))
@@ -263,7 +272,7 @@ def analyse_wrapper(judge: Judge, argv: list[str], depth: int, piped_in: bool) -
         hard.append(judge.wrapped(inner, depth, piped_in and name != "xargs", f"`{name}`"))
     return Analysis([Form(tuple(argv))], hard=hard, soft=finding)
 
-def analyse_env(judge: Judge, argv: list[str], depth: int) -> Analysis:
+def analyse_env(judge: Judge, argv: list[str], depth: int, piped_in: bool = False) -> Analysis:
     inner, split_string = _env_command(argv)
     finding = approve("`env` runs another command with a changed environment; never allowed automatically",
                        "structure:wrapper")
@@ -273,7 +282,7 @@ def analyse_env(judge: Judge, argv: list[str], depth: int) -> Analysis:
     elif inner is None:
         hard[0] = finding = approve("the options of `env` are not understood", "structure:wrapper")
     elif inner:
-        hard.append(judge.wrapped(inner, depth, False, "`env`"))
+        hard.append(judge.wrapped(inner, depth, piped_in, "`env`"))  # `curl … | env sh` is `curl … | sh`
     return Analysis([Form(tuple(argv))], hard=hard, soft=finding)
 
 def analyse_eval(judge: Judge, argv: list[str], depth: int) -> Analysis:
@@ -281,7 +290,9 @@ def analyse_eval(judge: Judge, argv: list[str], depth: int) -> Analysis:
     return Analysis([Form(tuple(argv))], hard=[finding, judge.nested(" ".join(argv[1:]), depth, "`eval`")],
                      soft=finding)
 
-def analyse_source(judge: Judge, argv: list[str], depth: int) -> Analysis:
+def analyse_source(judge: Judge, argv: list[str], depth: int, piped_in: bool = False) -> Analysis:
     finding = approve(f"`{argv[0]}` runs a script inside the current shell", "structure:source")
+    if piped_in and (len(argv) < 2 or argv[1] in STDIN_PROGRAMS):
+        return Analysis([Form(tuple(argv))], hard=[*_pipe_to_shell(argv[0]).hard, finding], soft=finding)
     return Analysis([Form(tuple(argv))], hard=[finding], soft=finding)
 
