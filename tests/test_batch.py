@@ -301,25 +301,11 @@ def test_a_url_smol_does_not_clone_is_refused(tmp_path: Path) -> None:
 def test_a_batch_task_builds_its_repos_environment_when_allowed(tmp_path: Path, sandbox_image: str) -> None:
     """The task's `setup: true` is consent: the repo's environment (here from a wheelhouse, no network) is built
     before its sandbox starts, so the agent and the re-verification import the project's dependency."""
-    from runner.env.key import UV_VERSION
-    from runner.env.tools import _platform_tag
-    from tests.conftest import REPO_OWNER, chown_tree, git
-    from tests.test_env_real import AIR_GAPPED
+    from tests.test_env_real import AIR_GAPPED, make_tinycalc, make_wheelhouse
 
-    wheelhouse = tmp_path / "wheels"
-    for extra in ([], ["--platform", _platform_tag()]):
-        wanted = [f"uv=={UV_VERSION}", "--no-deps"] if extra else ["mdurl", "pytest", "flit_core"]
-        subprocess.run([sys.executable, "-m", "pip", "download", "--only-binary", ":all:", "--quiet", "-d",
-                        str(wheelhouse), *extra, *wanted], check=True, timeout=600)
-    repo = tmp_path / "tinycalc"
-    files = {**AIR_GAPPED, "tinycalc/__init__.py": AIR_GAPPED["tinycalc/__init__.py"].replace("a + b", "a - b")}
-    for rel, text in files.items():
-        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-        (repo / rel).write_text(text)
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "tinycalc with a bug")
-    chown_tree(repo, REPO_OWNER, REPO_OWNER)
+    wheelhouse = make_wheelhouse(tmp_path)
+    repo = make_tinycalc(tmp_path, {**AIR_GAPPED, "tinycalc/__init__.py":
+                                    AIR_GAPPED["tinycalc/__init__.py"].replace("a + b", "a - b")})
     fix = [tool("propose_patch", path="tinycalc/__init__.py", old_text="return a - b", new_text="return a + b"),
            tool("apply_patch", patch_id="p1"), final("fixed add")]
     tasks = write_tasks(tmp_path / "env.jsonl", [

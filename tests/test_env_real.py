@@ -193,23 +193,37 @@ AIR_GAPPED = {
 }
 
 
-def test_air_gapped_wheelhouse_with_the_users_setup_script(tmp_path: Path, sandbox_image: str) -> None:
+def make_wheelhouse(where: Path) -> Path:
+    """A local wheelhouse for the tinycalc project: its dependencies, its test tools and uv's own wheel."""
     from runner.env.key import UV_VERSION
     from runner.env.tools import _platform_tag
 
-    wheelhouse = tmp_path / "wheels"
+    wheelhouse = where / "wheels"
     for extra in ([], ["--platform", _platform_tag()]):
         wanted = [f"uv=={UV_VERSION}", "--no-deps"] if extra else ["mdurl", "pytest", "flit_core"]
         subprocess.run([sys.executable, "-m", "pip", "download", "--only-binary", ":all:", "--quiet", "-d",
                         str(wheelhouse), *extra, *wanted], check=True, timeout=600)
-    repo = tmp_path / "tinycalc"
-    for rel, text in AIR_GAPPED.items():
+    return wheelhouse
+
+
+def make_tinycalc(where: Path, files: dict[str, str] = AIR_GAPPED) -> Path:
+    """The tinycalc project (a runtime dependency, a test extra) as a committed git repo owned by REPO_OWNER."""
+    repo = where / "tinycalc"
+    for rel, text in files.items():
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         (repo / rel).write_text(text)
     git(repo, "init", "-q")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "tinycalc")
     chown_tree(repo, REPO_OWNER, REPO_OWNER)
+    return repo
+
+
+def test_air_gapped_wheelhouse_with_the_users_setup_script(tmp_path: Path, sandbox_image: str) -> None:
+    from runner.env.key import UV_VERSION
+
+    wheelhouse = make_wheelhouse(tmp_path)
+    repo = make_tinycalc(tmp_path)
     env = {"SMOL_ENV_WHEELHOUSE": str(wheelhouse), "XDG_CACHE_HOME": str(tmp_path / "cache")}  # uv from it too
     smol("env", "rm", "--repo", str(repo))
     built = smol("env", "build", "--repo", str(repo), env=env)
