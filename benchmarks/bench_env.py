@@ -11,7 +11,11 @@ Side by side in one run (the two sides of each comparison alternate, so drift hi
 2. sandbox ready: `DockerSandbox(repo).start()` + one `exec(["true"])` on the prepared environment vs the same on
    the bare sandbox image. Goal <= 1.1x.
 3. the project's whole suite (`python3 -m pytest -q -p no:cacheprovider`): in a running sandbox on the environment
-   vs a host venv built by the same steps. Goal <= 1.15x.
+   vs a host venv built by the same steps. Goal <= 1.15x. Alongside, the engine's floor: the same image and uid in a
+   plain `docker run` (no smol, no limits), which tells smol's cost apart from the engine's.
+
+The section is per storage driver of the engine (`overlay2`, `fuse-overlayfs`, ...): on fuse-overlayfs every path a
+non-root process resolves from `/` costs a FUSE round trip, which no sandbox setting can avoid (see BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import argparse
 import datetime as dt
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -42,12 +45,14 @@ from runner.sandbox.engine import connect  # noqa: E402
 from runner.sandbox.image import resolve_image  # noqa: E402
 from runner.testcmd import parse_test_counts  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import write_section  # noqa: E402 - benchmarks/report.py, next to this script
+
 PROJECT, VERSION = "flask", "3.1.3"
 CACHE = Path("/tmp/smol-bench-env")
 SUITE = ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider"]
 HOST_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 """The host venv's interpreter: the same Debian python3 as the image's where the host has it (a fair comparison)."""
-SECTION = "## Prepared environments (`benchmarks/bench_env.py`)"
 OWNER = 1000
 
 
@@ -153,11 +158,15 @@ def main() -> None:
             on_host.append(time.perf_counter() - started)
             counts_host = parse_test_counts(done.stdout + done.stderr)
     assert counts_box == counts_host and counts_box["passed"] > 0, (counts_box, counts_host)
+    on_floor = engine_floor(tag, repo, settings.sandbox_uid, max(3, args.reps // 2))
+
+    driver = str(engine.info().get("Driver", "?"))
 
     size = next((image.size for image in engine.images("smol.env") if tag in image.tags), 0)
     base_size = next((image.size for image in engine.images("smol.image") if base in image.tags), 0)
     env_ratio, suite_ratio = median(on_env) / median(on_bare), median(in_full_box) / median(on_host)
     limited_ratio = median(in_box) / median(on_host)
+    floor_ratio = median(on_floor) / median(on_host)
     rows = [
         ("Set-up, cold (`smol env build --force`)", f"{median(cold):.1f} s", "—", "—", "informational", "—"),
         ("Set-up, cached (inputs unchanged)", f"{median(cached) * 1000:.0f} ms", "—", "—", "informational", "—"),
@@ -170,12 +179,16 @@ def main() -> None:
         (f"{PROJECT} suite, SANDBOX_CPUS={settings.sandbox_cpus:g} (the default limit)",
          f"sandbox {median(in_box):.2f} s", f"host venv {median(on_host):.2f} s", f"{limited_ratio:.2f}×",
          "informational", "—"),
+        (f"{PROJECT} suite, plain `docker run` of the same image as uid {settings.sandbox_uid} (the engine's floor)",
+         f"container {median(on_floor):.2f} s", f"host venv {median(on_host):.2f} s", f"{floor_ratio:.2f}×",
+         "informational", "—"),
     ]
-    lines = [SECTION, "",
+    lines = [f"## Prepared environments on {driver} (`benchmarks/bench_env.py`)", "",
              f"{PROJECT} {VERSION} from its PyPI sdist (uv.lock, group `tests`, runtime dependencies), measured side "
              f"by side in one run (`python benchmarks/bench_env.py --reps {args.reps} --cold {args.cold}`), "
-             f"{dt.date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} cores shared with other work; "
-             f"medians. The environment image adds {(size - base_size) / 1e6:.0f} MB to the sandbox image.", "",
+             f"{dt.date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} cores, load average "
+             f"{os.getloadavg()[0]:.1f} at the end; Docker storage driver {driver}; medians. The environment image "
+             f"adds {(size - base_size) / 1e6:.0f} MB to the sandbox image.", "",
              "| Benchmark | Measured | Baseline | Ratio | Goal | Met |", "|---|---|---|---:|---|---|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += ["", f"Cold set-up runs: {', '.join(f'{s:.1f} s' for s in cold)}. Suite counts: sandbox {counts_box}, "
@@ -183,11 +196,25 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.output is not None:
-        current = args.output.read_text()
-        pattern = re.compile(re.escape(SECTION) + r".*?(?=\n## |\Z)", re.S)
-        updated = pattern.sub(text.rstrip("\n") + "\n", current) if SECTION in current else \
-            current.rstrip("\n") + "\n\n" + text
-        args.output.write_text(updated)
+        write_section(args.output, f"bench_env {driver}", text)
+
+
+def engine_floor(image: str, repo: Path, uid: int, reps: int) -> list[float]:
+    """The suite in a plain container of the same image, as the same uid, without smol (no overlay, no limits,
+    the repo bind-mounted read-only): what this engine costs before smol adds anything."""
+    name = f"smol-bench-floor-{os.getpid()}"
+    subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "--network", "none", "--user", f"{uid}:{uid}",
+                    "--tmpfs", "/tmp", "-v", f"{repo}:/workspace:ro", "-w", "/workspace", image,
+                    "sleep", "infinity"], check=True, capture_output=True)
+    try:
+        times = []
+        for _ in range(reps + 1):  # the first run warms the page cache
+            started = time.perf_counter()
+            subprocess.run(["docker", "exec", name, *SUITE], capture_output=True, check=False)
+            times.append(time.perf_counter() - started)
+        return times[1:]
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from runner.errors import SmolError
 
 if TYPE_CHECKING:
+    from runner.sandbox.base import ExecResult
     from runner.sandbox.engine import Engine
 
 
@@ -71,7 +72,7 @@ def run_checks() -> list[Check]:
     if engine is not None:
         checks.append(_image_check(engine, settings))
         if checks[-1].status == "ok":
-            checks.append(_sandbox_probe(engine, settings))
+            checks.extend(_sandbox_probe(engine, settings, str(facts.info.get("Driver", "?"))))
             checks.append(_env_check(engine, settings))
 
     checks.append(_model_check(settings))
@@ -95,8 +96,8 @@ def _image_check(engine: Engine, settings: Any) -> Check:
     return Check("sandbox image", "fail", f"{tag} is not built", "smol image build")
 
 
-def _sandbox_probe(engine: Engine, settings: Any) -> Check:
-    """Start a real sandbox over an empty directory owned as a user's checkout would be."""
+def _sandbox_probe(engine: Engine, settings: Any, driver: str) -> list[Check]:
+    """Start a real sandbox over an empty directory owned as a user's checkout would be, and time its file access."""
     from runner.sandbox.docker_sandbox import DockerSandbox
 
     with tempfile.TemporaryDirectory(prefix="smol-doctor-") as directory:
@@ -106,12 +107,43 @@ def _sandbox_probe(engine: Engine, settings: Any) -> Check:
             with DockerSandbox(directory, settings, engine=engine) as sandbox:
                 result = sandbox.exec(["true"], timeout=30)
                 mode = sandbox.info.mode.value
+                lookup = sandbox.exec(["python3", "-c", _LOOKUP_PROBE], timeout=30)
         except SmolError as error:
-            return Check("sandbox", "fail", str(error), "see the message; `smol exec -- true` reproduces it")
+            return [Check("sandbox", "fail", str(error), "see the message; `smol exec -- true` reproduces it")]
     if result.exit_code != 0:
-        return Check("sandbox", "fail", f"a command in the sandbox failed ({result.stderr.strip()[:120]})",
+        return [Check("sandbox", "fail", f"a command in the sandbox failed ({result.stderr.strip()[:120]})",
+                      "smol image build --force")]
+    return [Check("sandbox", "ok", f"started and ran a command in {mode} mode"), _lookup_check(lookup, driver)]
+
+
+_LOOKUP_PROBE = """
+import os, time
+started = time.perf_counter()
+for _ in range(2000):
+    os.stat("/usr/lib")
+print(round((time.perf_counter() - started) / 2000 * 1e6, 1))
+"""
+"""Resolving a path from `/` as the sandbox's non-root user: on most engines a few microseconds; on an engine whose
+storage driver is fuse-overlayfs a FUSE round trip each time (~100 us measured), which makes a test suite that imports
+and opens many files ~1.7x slower than on the host (BENCHMARKS.md, prepared environments)."""
+_SLOW_LOOKUP_US = 20.0
+
+
+def _lookup_check(result: ExecResult, driver: str) -> Check:
+    try:
+        micros = float(result.stdout.strip())
+    except ValueError:
+        why = result.stderr.strip()[:120]
+        return Check("file access", "warn", f"could not time path lookups in the sandbox ({why})",
                      "smol image build --force")
-    return Check("sandbox", "ok", f"started and ran a command in {mode} mode")
+    detail = f"a path lookup from / takes {micros:g} µs in the sandbox (storage driver {driver})"
+    if micros <= _SLOW_LOOKUP_US:
+        return Check("file access", "ok", detail)
+    fix = ("switch the engine to overlay2 (\"storage-driver\": \"overlay2\" in /etc/docker/daemon.json, restart "
+           "it, then `smol image build`)" if driver == "fuse-overlayfs" else
+           "use a storage driver on a kernel filesystem (overlay2) for the Docker engine")
+    return Check("file access", "warn", detail + ": commands that open many files (test suites) run slower than on "
+                 "the host", fix)
 
 
 def _env_check(engine: Engine, settings: Any) -> Check:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import socket
@@ -223,6 +224,13 @@ def test_doctor(sandbox_image: str) -> None:
     assert checks["sandbox image"]["status"] == "ok" and sandbox_image in checks["sandbox image"]["detail"]
     assert checks["sandbox"]["status"] == "ok"
     assert checks["model endpoint"]["status"] == "ok"
+    # path lookups timed in the sandbox: slow exactly where the engine's storage is FUSE (a round trip per lookup)
+    driver = subprocess.run(["docker", "info", "--format", "{{.Driver}}"], capture_output=True, text=True).stdout
+    access = checks["file access"]
+    assert re.search(r"takes [0-9.]+ µs in the sandbox", access["detail"]), access
+    assert access["status"] == ("warn" if driver.strip() == "fuse-overlayfs" else "ok"), (driver, access)
+    if access["status"] == "warn":
+        assert "overlay2" in access["fix"], access
 
     code, checks = doctor({"MODEL_API_BASE": "http://127.0.0.1:9"})
     assert code == 1 and checks["model endpoint"]["status"] == "fail"
