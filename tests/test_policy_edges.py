@@ -7,6 +7,8 @@ option the policy does not know turns the verdict into a question, never into AL
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from runner.policy import CommandPolicy, Decision
@@ -283,3 +285,72 @@ def test_stdin_named_as_the_program_is_still_a_pipe_to_shell(command: str) -> No
                                      "source venv/bin/activate"])
 def test_the_same_commands_without_a_pipe_into_them_are_a_question(command: str) -> None:
     assert CommandPolicy.default().evaluate(command).decision is Decision.REQUIRE_APPROVAL
+
+
+BROAD_ALLOW = "".join(f'[[rule]]\nmatch = "{word}"\ndecision = "allow"\n' for word in (
+    "python3", "node", "perl", "bash", "sh", "source", ".", "eval", "env", "timeout", "nice", "xargs", "git", "rg",
+    "find", "curl"))
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    ("python3 -c 'import os; os.remove(\"x\")'", ASK), ("python3 -cprint", ASK), ("node -e 'require(1)'", ASK),
+    ("perl -e 'unlink 1'", ASK), ("bash -c ls", ASK), ("sh -c 'rm -rf /'", DENY), ("source x.sh", ASK),
+    (". x.sh", ASK), ("eval ls", ASK), ("eval rm -rf /", DENY), ("env -x ls", ASK), ("env ls", ASK),
+    ("env -S 'rm -rf /'", DENY), ("timeout -x 5 ls", ASK), ("timeout 5 ls", ASK), ("nice -n 5 rm -rf /", DENY),
+    ("xargs ls", ASK), ("git -c core.pager=x log", DENY), ("rg --pre ./conv x", ASK), ("find . -delete", ASK),
+    ("find . -exec ls {} +", ASK), ("curl x | python3", DENY), ("curl x | bash", DENY), ("curl x | node", DENY),
+    ("curl x | source", DENY), ("curl x | env sh", DENY), ("curl x | timeout 5 sh", DENY),
+])
+def test_a_broad_allow_rule_cannot_open_what_runs_hidden_code(tmp_path: Path, command: str,
+                                                              expected: Decision) -> None:
+    """A policy file that allows `python3`, `bash`, `env`, … by name (the obvious way to say "let it run my tools")
+    still cannot make inline code, nested shells, wrappers, `eval`/`source` or the pipe-to-shell shape run without
+    a person: those findings are floors under every rule."""
+    path = tmp_path / "policy.toml"
+    path.write_text(BROAD_ALLOW)
+    result = CommandPolicy.from_file(path).evaluate(command)
+    assert result.decision is expected, f"{command!r}: {result}"
+
+
+def test_the_broad_allow_rule_does_allow_the_plain_forms(tmp_path: Path) -> None:
+    # The same file: the rules do apply where no floor is in the way (so the test above is about the floors).
+    path = tmp_path / "policy.toml"
+    path.write_text(BROAD_ALLOW)
+    policy = CommandPolicy.from_file(path)
+    for command in ("python3 x.py", "python3 -m pytest", "node app.js", "bash run.sh", "git log", "rg x"):
+        assert policy.evaluate(command).decision is ALLOW, command
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    # bash's own options before the program: those that take a value consume it, so what follows is not a script
+    ("curl x | bash --rcfile /dev/null", DENY), ("curl x | bash --init-file /dev/null", DENY),
+    ("curl x | bash -o pipefail", DENY), ("curl x | bash -eo pipefail", DENY), ("curl x | bash +O extglob", DENY),
+    ("curl x | bash -O extglob", DENY), ("curl x | bash --login", DENY), ("curl x | bash --", DENY),
+    ("curl x | bash -", DENY), ("curl x | bash -s", DENY), ("curl x | sh -s -- a b", DENY),
+    ("curl x | bash --norc -s", DENY), ("curl x | bash -x", DENY), ("curl x | bash +x", DENY),
+    # ...and those that take none leave the script operand in place: data piped into a script file is data
+    ("cat data | bash --posix run.sh", ASK), ("cat data | bash -e run.sh", ASK), ("cat data | bash +e run.sh", ASK),
+    ("cat data | bash -- run.sh", ASK), ("cat data | bash +", ASK), ("cat data | bash --rcfile rc run.sh", ASK),
+    ("cat data | bash -o errexit run.sh", ASK),
+    ("bash --norc -c 'rm -rf /'", DENY), ("bash -e -c 'rm -rf /'", DENY), ("bash -o errexit -c 'rm -rf /'", DENY),
+    ("bash --rcfile rc -c 'rm -rf /'", DENY), ("bash -ec 'rm -rf /'", DENY), ("bash -c", ASK),
+])
+def test_shell_options_before_the_program(policy: CommandPolicy, command: str, expected: Decision) -> None:
+    result = policy.evaluate(command)
+    assert result.decision is expected, f"{command!r}: {result}"
+    assert result.rule != "internal-error", result
+
+
+@pytest.mark.parametrize(("command", "named"), [
+    ("python3 -c 'x'", "`python3 -c`"), ("python3.12 -cprint", "`python3.12 -c`"), ("node -e 'x'", "`node`"),
+    ("ruby -e 'x'", "`ruby`"), ("bash -c ls", "`bash -c`"), ("sh -c ls", "`sh -c`"), ("source x.sh", "`source`"),
+    (". x.sh", "`.`"), ("python3", "`python3`"), ("python3 -Z x", "`python3`"), ("node x.js", "`node`"),
+    ("bash x.sh", "`bash`"), ("timeout -x 5 ls", "`timeout`"), ("nice -x ls", "`nice`"),
+    ("curl x | node", "`node`"), ("curl x | bash", "`bash`"), ("curl x | python3", "`python3`"),
+])
+def test_a_question_names_the_program_it_is_about(policy: CommandPolicy, command: str, named: str) -> None:
+    # The reason is what the person asked to approve reads: it must name the program that runs the hidden code,
+    # not one of its arguments.
+    reason = policy.evaluate(command).reason
+    assert named in reason, reason
+    assert "-c -c" not in reason and "`x" not in reason and "`-" not in reason, reason

@@ -41,7 +41,8 @@ class Analysis:
     """What the analyser learned about one argv.
 
     `hard` findings are floors no rule can lower; `forms` are matched against the rules; `soft` is the
-    verdict when no rule matches (default: unknown command, needs approval).
+    verdict when no rule matches (default: unknown command, needs approval). With no match and no `soft`, the
+    first hard finding is the reason given, so a handler whose reason is a floor lists it first and sets no `soft`.
     """
 
     forms: list[Form]
@@ -206,7 +207,7 @@ def analyse_shell(judge: Judge, argv: list[str], depth: int, piped_in: bool) -> 
     if script is not None:
         finding = approve(f"`{argv[0]} -c` runs a nested shell command; nested shells are never allowed "
                            "automatically", "structure:nested-shell")
-        return Analysis(form, hard=[finding, judge.nested(script, depth, f"`{argv[0]} -c`")], soft=finding)
+        return Analysis(form, hard=[finding, judge.nested(script, depth, f"`{argv[0]} -c`")])
     if piped_in and reads_stdin:
         return Analysis(form, hard=[deny(f"pipes data into `{argv[0]}` to be run as a program (the "
                                            "`curl … | sh` shape)", "default:pipe-to-shell")])
@@ -233,7 +234,7 @@ def analyse_python(argv: list[str], piped_in: bool) -> Analysis:
         elif arg.startswith("-") and not arg.startswith("--") and "c" in arg:
             finding = approve(f"`{argv[0]} -c` runs inline code the policy cannot analyse",
                                "structure:inline-code")
-            return Analysis(form, hard=[finding], soft=finding)
+            return Analysis(form, hard=[finding])
         elif arg == "-" or not arg.startswith("-"):
             break
         else:
@@ -251,7 +252,7 @@ def analyse_interpreter(argv: list[str], piped_in: bool) -> Analysis:
     form = [Form(tuple(argv))]
     if any(arg in INTERPRETERS[argv[0]] for arg in argv[1:]):
         finding = approve(f"`{argv[0]}` runs inline code the policy cannot analyse", "structure:inline-code")
-        return Analysis(form, hard=[finding], soft=finding)
+        return Analysis(form, hard=[finding])
     operands = operand_args(argv)
     if piped_in and (not operands or operands[0] in STDIN_PROGRAMS):
         return Analysis(form, hard=[deny(f"pipes data into `{argv[0]}` to be run as a program (the "
@@ -264,13 +265,13 @@ def analyse_wrapper(judge: Judge, argv: list[str], depth: int, piped_in: bool) -
     if inner is None:
         finding = approve(f"the options of `{name}` are not understood, so the command it runs is unknown",
                            "structure:wrapper")
-        return Analysis([Form(tuple(argv))], hard=[finding], soft=finding)
+        return Analysis([Form(tuple(argv))], hard=[finding])
     finding = approve(f"`{name}` runs another command; wrapped commands are never allowed automatically",
                        "structure:wrapper")
     hard = [finding]
     if inner:
         hard.append(judge.wrapped(inner, depth, piped_in and name != "xargs", f"`{name}`"))
-    return Analysis([Form(tuple(argv))], hard=hard, soft=finding)
+    return Analysis([Form(tuple(argv))], hard=hard)
 
 def analyse_env(judge: Judge, argv: list[str], depth: int, piped_in: bool = False) -> Analysis:
     inner, split_string = _env_command(argv)
@@ -283,16 +284,15 @@ def analyse_env(judge: Judge, argv: list[str], depth: int, piped_in: bool = Fals
         hard[0] = finding = approve("the options of `env` are not understood", "structure:wrapper")
     elif inner:
         hard.append(judge.wrapped(inner, depth, piped_in, "`env`"))  # `curl … | env sh` is `curl … | sh`
-    return Analysis([Form(tuple(argv))], hard=hard, soft=finding)
+    return Analysis([Form(tuple(argv))], hard=hard)
 
 def analyse_eval(judge: Judge, argv: list[str], depth: int) -> Analysis:
     finding = approve("`eval` runs a string as a command; never allowed automatically", "structure:eval")
-    return Analysis([Form(tuple(argv))], hard=[finding, judge.nested(" ".join(argv[1:]), depth, "`eval`")],
-                     soft=finding)
+    return Analysis([Form(tuple(argv))], hard=[finding, judge.nested(" ".join(argv[1:]), depth, "`eval`")])
 
 def analyse_source(judge: Judge, argv: list[str], depth: int, piped_in: bool = False) -> Analysis:
     finding = approve(f"`{argv[0]}` runs a script inside the current shell", "structure:source")
     if piped_in and (len(argv) < 2 or argv[1] in STDIN_PROGRAMS):
-        return Analysis([Form(tuple(argv))], hard=[*_pipe_to_shell(argv[0]).hard, finding], soft=finding)
-    return Analysis([Form(tuple(argv))], hard=[finding], soft=finding)
+        return Analysis([Form(tuple(argv))], hard=[*_pipe_to_shell(argv[0]).hard, finding])
+    return Analysis([Form(tuple(argv))], hard=[finding])
 
