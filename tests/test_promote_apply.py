@@ -17,7 +17,7 @@ from runner.promote.apply import (
     make_plan,
     read_state,
 )
-from runner.promote.land import land_on_branch, land_on_current_branch
+from runner.promote.land import head_states, land_on_branch, land_on_current_branch
 from runner.sandbox.base import FileState
 from tests.conftest import git, tree_fingerprint
 
@@ -188,6 +188,62 @@ def test_land_on_a_new_branch_keeps_the_working_tree(repo: Path) -> None:
     assert git(repo, "ls-tree", "smol/test", "b.txt") == ""
     with pytest.raises(PromotionError, match="already exists"):
         land_on_branch(repo, make_plan(repo, base, final, list(base)), "smol/test", "again")
+
+
+def test_head_states_read_what_head_holds_not_the_working_tree(repo: Path) -> None:
+    """`--land branch` plans against these states: the user's uncommitted lines must never be among them."""
+    (repo / "tool.sh").write_text("#!/bin/sh\n")
+    (repo / "tool.sh").chmod(0o755)
+    (repo / "pointer").symlink_to("b.txt")
+    name = os.fsdecode(b"caf\xe9.txt")  # not UTF-8: a name git stores as bytes
+    (repo / name).write_bytes(b"latin\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "more kinds")
+    head = git(repo, "rev-parse", "HEAD").strip()
+    (repo / "a.txt").write_text("the user's uncommitted line\n")  # dirty, and staged: neither is HEAD
+    (repo / "b.txt").write_text("staged\n")
+    git(repo, "add", "b.txt")
+    (repo / "new.txt").write_text("untracked\n")
+    (repo / "tool.sh").chmod(0o644)
+
+    paths = ["a.txt", "b.txt", "dir/c.txt", "tool.sh", "pointer", name, "new.txt", "dir", "gone.txt"]
+    got_head, states = head_states(repo, paths)
+    assert got_head == head
+    assert states == {
+        "a.txt": f("one\ntwo\nthree\nfour\nfive\n"), "b.txt": f("bee\n"), "dir/c.txt": f("sea\n"),
+        "tool.sh": f("#!/bin/sh\n", executable=True), "pointer": FileState("symlink", b"b.txt"),
+        name: FileState("file", b"latin\n"),
+        "new.txt": None, "dir": None, "gone.txt": None,  # not a file in HEAD: a directory is not a file state
+    }
+    assert head_states(repo, []) == (head, {})
+
+
+def test_head_states_of_a_repo_without_a_commit_is_an_error(make_repo: Callable[..., Path], tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    git(empty, "init", "-q")
+    with pytest.raises(PromotionError):
+        head_states(empty, ["a.txt"])
+
+
+def test_a_branch_landed_from_a_dirty_tree_is_head_plus_the_change(repo: Path) -> None:
+    """The `--land branch` trust hole: the commit must hold HEAD's lines plus the agent's edit, not the user's
+    uncommitted ones, and the working tree stays as the user left it."""
+    (repo / "a.txt").write_text("one\ntwo\nthree\nfour\nfive\nthe user's uncommitted line\n")
+    before = tree_fingerprint(repo, include_git=False)
+    head, against = head_states(repo, ["a.txt", "b.txt"])
+    base = {"a.txt": f("one\ntwo\nthree\nfour\nfive\nthe user's uncommitted line\n"), "b.txt": f("bee\n")}
+    final = {"a.txt": f("ONE\ntwo\nthree\nfour\nfive\nthe user's uncommitted line\n"), "b.txt": f("bee\n")}
+    plan = make_plan(repo, base, final, ["a.txt", "b.txt"], against=against)
+    land_on_branch(repo, plan, "smol/clean", "smol: change", head=head)
+    assert git(repo, "show", "smol/clean:a.txt") == "ONE\ntwo\nthree\nfour\nfive\n"
+    assert git(repo, "diff", "--name-only", "HEAD", "smol/clean") == "a.txt\n"
+    assert tree_fingerprint(repo, include_git=False) == before
+    (repo / "b.txt").write_text("moved on\n")
+    git(repo, "commit", "-qam", "HEAD moves")
+    with pytest.raises(PromotionError, match="HEAD moved"):
+        land_on_branch(repo, plan, "smol/late", "smol: change", head=head)
+    assert "smol/late" not in git(repo, "branch", "--list")
 
 
 COMMIT_BASE = {"a.txt": f("one\ntwo\nthree\nfour\nfive\n"), "added.sh": None, "b.txt": f("bee\n")}
