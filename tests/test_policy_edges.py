@@ -354,3 +354,34 @@ def test_a_question_names_the_program_it_is_about(policy: CommandPolicy, command
     reason = policy.evaluate(command).reason
     assert named in reason, reason
     assert "-c -c" not in reason and "`x" not in reason and "`-" not in reason, reason
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[[rule]]\nmatch = "x"\ndecision = "allow"\n[[rule]]\nmatch = "y"\ndecison = "deny"\n',
+     ", rule #2: unknown key `decison` (did you mean `decision`? valid keys: match, regex, decision, reason)"),
+    ('[[rule]]\nmatch = "x"\ndecision = "allow"\n[[rule]]\ndecision = "deny"\n',
+     ", rule #2: a rule needs `match` (command prefix) or `regex`"),
+    ('[[rule]]\nmatch = "x"\ndecision = "maybe"\n',
+     ", rule #1: decision must be one of allow, require_approval, deny (got 'maybe')"),
+    ('[[rule]]\nmatch = "x"\ndecision = 3\n',
+     ", rule #1: decision must be one of allow, require_approval, deny (got 3)"),
+    ('[[rule]]\nmatch = "x"\n', ", rule #1: `decision` is required"),
+    ("rule = [1]\n", ", rule #1: a rule must be a table"),
+    ('rule = "x"\n', ": `rule` must be an array of tables, written [[rule]]"),
+    ("rules = 1\n",
+     ": unknown top-level key `rules` (did you mean `rule`? valid keys: rule); rules go in [[rule]] tables"),
+    ("xyz = 1\n", ": unknown top-level key `xyz` (valid keys: rule); rules go in [[rule]] tables"),
+    ('[[rule]]\nmatch = ""\ndecision = "deny"\n', ", rule #1: match: must be a non-empty string or list of strings"),
+    ('[[rule]]\nmatch = "x"\ndecision = "deny"\nreason = 5\n', ", rule #1: reason: Input should be a valid string"),
+    ('[[rule]]\nmatch = "x"\ndecision = "deny"\nzzz = 5\n',
+     ", rule #1: unknown key `zzz` (valid keys: match, regex, decision, reason)"),
+])
+def test_a_policy_file_mistake_is_one_line_naming_the_rule_the_key_and_the_fix(tmp_path: Path, text: str,
+                                                                              message: str) -> None:
+    from runner.policy import PolicyFileError
+
+    path = tmp_path / "policy.toml"
+    path.write_text(text)
+    with pytest.raises(PolicyFileError) as caught:
+        CommandPolicy.from_file(path)
+    assert str(caught.value) == f"policy file {path}{message}"
