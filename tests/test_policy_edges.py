@@ -385,3 +385,28 @@ def test_a_policy_file_mistake_is_one_line_naming_the_rule_the_key_and_the_fix(t
     with pytest.raises(PolicyFileError) as caught:
         CommandPolicy.from_file(path)
     assert str(caught.value) == f"policy file {path}{message}"
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    # `make test` runs the project's tests; another makefile, directory, eval or variable override runs anything
+    ("make test", ALLOW), ("make test -j2", ALLOW), ("make test --jobs=2", ALLOW), ("make test -k", ALLOW),
+    *[(f"make test {extra}", ASK) for extra in (
+        "SHELL=/bin/sh", "V=1", "-f x.mk", "--file=x.mk", "--makefile x.mk", "-C dir", "-Cdir", "--directory=d",
+        "--eval=x", "-E x", "-e", "--environment-overrides", "-I d", "--include-dir=d", "-j2 CC=evil")],
+    # `uniq IN OUT` writes OUT; a value of -f/-s/-w is not an operand, `-` is stdin, `--` ends the options
+    ("uniq a.txt", ALLOW), ("uniq -c a", ALLOW), ("uniq -", ALLOW), ("uniq -- -x", ALLOW),
+    ("uniq -f 1 a.txt", ALLOW), ("uniq -s 3 a", ALLOW), ("uniq -w 3 a", ALLOW), ("uniq --skip-fields 2 a", ALLOW),
+    ("uniq --check-chars 3 a", ALLOW),
+    ("uniq --skip-chars 3 a", ALLOW), ("uniq a.txt b.txt", ASK), ("uniq -f1 a b", ASK), ("uniq -- a b", ASK),
+    ("uniq - out", ASK), ("uniq --skip-chars 3 a b", ASK), ("uniq -c -- a b", ASK), ("uniq -u a -- b", ASK),
+    # ownership and modes outside the tree are refused, inside they are a question
+    ("chmod 777 x", ASK), ("chown u x", ASK), ("chmod -R 777 ../x", DENY), ("chown u /etc/x", DENY),
+    ("chgrp g /x", DENY), ("chmod 600 ~/.ssh/id_rsa", DENY), ("chmod 644 x ../y", DENY),
+    ("chmod -- 644 /etc/x", DENY),
+    # signals to every process the user may signal
+    ("kill -9 -1", DENY), ("kill -- -1", DENY), ("kill -s KILL -1", DENY), ("kill 123", ASK), ("kill -9 123", ASK),
+])
+def test_commands_whose_verdict_depends_on_their_operands(policy: CommandPolicy, command: str,
+                                                          expected: Decision) -> None:
+    result = policy.evaluate(command)
+    assert result.decision is expected, f"{command!r}: {result}"
