@@ -410,3 +410,22 @@ def test_commands_whose_verdict_depends_on_their_operands(policy: CommandPolicy,
                                                           expected: Decision) -> None:
     result = policy.evaluate(command)
     assert result.decision is expected, f"{command!r}: {result}"
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    # listing (git's list mode: no operand, or --list/-l/-v/--verbose, or a filter that implies --list)
+    *[(f"git branch {args}".rstrip(), ALLOW) for args in (
+        "", "-a", "-r", "-v", "-vv", "--all", "--remotes", "--verbose", "--list 'feat*'", "-l 'feat*'", "-v foo",
+        "-vv foo", "--verbose foo", "-ai", "-av foo", "--sort=-committerdate", "--contains HEAD", "--contains=HEAD",
+        "--merged main foo", "--merged=main foo", "--points-at HEAD new", "--no-contains HEAD x",
+        "--no-merged main x", "--color=always", "--color", "--abbrev=7", "--show-current", "--no-column",
+        "-i --list F*", "--ignore-case", "--omit-empty", "--no-abbrev", "--column", "-l", "x --list", "--merged")],
+    # creating, deleting, renaming, or a shape the policy cannot read as a listing
+    *[(f"git branch {args}", ASK) for args in (
+        "foo", "-r foo", "-a foo", "--all foo", "--sort -committerdate", "--format '%(refname)'", "-d foo",
+        "-D foo", "-m a b", "--set-upstream-to=x", "--no-color foo", "--contains HEAD -d x", "-- foo",
+        "--list -- foo", "-c a b", "--edit-description", "-f main HEAD~1")],
+])
+def test_git_branch_is_allowed_only_when_it_lists(policy: CommandPolicy, command: str, expected: Decision) -> None:
+    result = policy.evaluate(command)
+    assert result.decision is expected, f"{command!r}: {result}"
