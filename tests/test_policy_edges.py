@@ -429,3 +429,21 @@ def test_commands_whose_verdict_depends_on_their_operands(policy: CommandPolicy,
 def test_git_branch_is_allowed_only_when_it_lists(policy: CommandPolicy, command: str, expected: Decision) -> None:
     result = policy.evaluate(command)
     assert result.decision is expected, f"{command!r}: {result}"
+
+
+@pytest.mark.parametrize("command", [
+    ":(){ :|:& };:", "f() { f; }; f", "bomb() { bomb | bomb & }; bomb", "function g { g; }", "f() ( f )",
+    # found by mutation testing (were a question): a quoted call of itself, and functions that call each other round
+    'f() { "f" | "f" & }; f', "f() { 'f'|'f'& }; f", "f() { g; }; g() { f; }",
+    "a() { b|b& }; b() { c; }; c() { a; }; a", "f() { ls; }; f() { f; }",
+])
+def test_fork_bombs_are_refused_in_every_spelling(policy: CommandPolicy, command: str) -> None:
+    result = policy.evaluate(command)
+    assert (result.decision, result.rule) == (DENY, "default:fork-bomb"), result
+
+
+@pytest.mark.parametrize("command", ["f() { ls; }; f", "f() { g; }; g() { echo hi; }; f", "f() { ls; }; g() { f; }"])
+def test_functions_that_do_not_recurse_are_a_question(policy: CommandPolicy, command: str) -> None:
+    result = policy.evaluate(command)
+    assert (result.decision, result.rule) == (ASK, "structure:function"), result
+    assert "'f'" in result.reason, result

@@ -91,9 +91,11 @@ class Reducer:
         self.findings: list[PolicyResult] = []
         self._seen_heredocs: set[int] = set()
         self._depth = 0
+        self._functions: list[tuple[str, set[str], int]] = []  # (name, words its body names, index of its finding)
 
     def run(self, root: Node) -> Script:
         self.statement(root, piped_in=False)
+        self._recursion()
         for start in set(self.heredocs) - self._seen_heredocs:
             if not _inside_substitution(root, start):  # those are judged with the substitution's command
                 raise Unmodelled("a here-document outside a command")
@@ -219,14 +221,34 @@ class Reducer:
                 raise Unmodelled(f"`{child.type}` in a redirected command")
 
     def function(self, node: Node) -> None:
-        """`f() {…}`: one whose body names the function is the fork-bomb shape `:(){ :|:& };:` and is denied."""
+        """`f() {…}`: one whose body names the function is the fork-bomb shape `:(){ :|:& };:` and is denied; so
+        are functions that call each other round (`a() { b|b& }; b() { a|a& }`), decided once all are read."""
         name_node, body = node.child_by_field_name("name"), node.child_by_field_name("body")
         if name_node is None or body is None:
             raise Unmodelled("a function definition without a name or body")
         name = self.word(name_node).text
-        calls_itself = any(child.type == "word" and self.word(child).text == name for child in iter_nodes(body))
-        self.findings.append(function(name, calls_itself))
+        # a word anywhere in the body (`echo f` counts too: over-cautious, never under), and a command's name in
+        # any quoting (`"f"`, `f''`), which the shell runs as the same function
+        named = {self.word(child).text for child in iter_nodes(body) if child.type == "word"}
+        named |= {self.word(child.named_children[0]).text for child in iter_nodes(body)
+                  if child.type == "command_name" and len(child.named_children) == 1}
+        self._functions.append((name, named, len(self.findings)))
+        self.findings.append(function(name, name in named))
         self.statement(body, piped_in=False)
+
+    def _recursion(self) -> None:
+        """Deny each function that can reach itself through the other functions of the script."""
+        defined = {name for name, _, _ in self._functions}
+        calls: dict[str, set[str]] = {}
+        for name, named, _ in self._functions:
+            calls.setdefault(name, set()).update(named & defined)
+        for name, _, index in self._functions:
+            seen, frontier = set(), set(calls[name])
+            while frontier:
+                seen |= frontier
+                frontier = {callee for caller in frontier for callee in calls[caller]} - seen
+            if name in seen:
+                self.findings[index] = function(name, True)
 
     # --- words and redirections ---------------------------------------------------------------------------
 
