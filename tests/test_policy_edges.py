@@ -447,3 +447,37 @@ def test_functions_that_do_not_recurse_are_a_question(policy: CommandPolicy, com
     result = policy.evaluate(command)
     assert (result.decision, result.rule) == (ASK, "structure:function"), result
     assert "'f'" in result.reason, result
+
+
+@pytest.mark.parametrize(("command", "rule", "named"), [
+    ("git clone -u evil x", "default:git-exec", "`git clone -u`"),
+    ("git clone --upload-pack=evil x", "default:git-exec", "`git clone --upload-pack=evil`"),
+    ("git fetch --upload-pack=x", "default:git-exec", "`git fetch --upload-pack=x`"),
+    ("git push --receive-pack=x", "default:git-exec", "`git push --receive-pack=x`"),
+    ("git archive --exec=x --remote=y", "default:git-exec", "`git archive --exec=x`"),
+    ("git grep -O x", "default:git-exec", "`git grep -O`"),
+    ("git grep --open-files-in-pager=vim x", "default:git-exec", "`git grep -O`"),
+    ("git rebase --exec make main", "structure:git-option", "`git rebase --exec`"),
+    ("git rebase -x 'rm -rf /' main", "default:destructive", "`git rebase --exec` runs `rm -rf /`"),
+    ("git --exec-path=/tmp log", "default:git-exec", "`git --exec-path=…`"),
+    ("git -c alias.x=!sh x", "default:git-config", "`git -c alias.x`"),
+    ("git -c core.pager=less log", "default:git-config", "`git -c core.pager`"),
+    ("git --config-env=core.pager=P log", "default:git-config", "`git -c core.pager`"),
+    ("git diff --ext-diff", "structure:git-option", "`git diff --ext-diff`"),
+    ("git log -p --textconv", "structure:git-option", "`git log --textconv`"),
+    ("git -C .. log", "structure:git-option", "`git -C`"),
+    ("rg --pre ./conv x", "structure:rg-pre", "`rg --pre`"),
+    ("rg --pre sh x", "default:rg-pre", "`rg --pre sh`"),
+    ("rg --pre-glob '*.pdf' x", "structure:rg-pre", "`rg --pre-glob`"),
+    ("find . -exec ls {} +", "structure:find-exec", "`find -exec`"),
+    ("find . -delete", "structure:find-delete", "`find -delete`"),
+    ("env -i ls", "structure:wrapper", "`env`"), ("eval ls", "structure:eval", "`eval`"),
+    ("xargs ls", "structure:wrapper", "`xargs`"), ("nice ls", "structure:wrapper", "`nice`"),
+])
+def test_every_finding_says_what_and_names_its_rule(policy: CommandPolicy, command: str, rule: str,
+                                                    named: str) -> None:
+    """The reason is the sentence a person approves or reads in the run's record, and the rule is what
+    `smol policy` and the records group by: both must name the option or program that decided."""
+    result = policy.evaluate(command)
+    assert result.rule == rule, result
+    assert isinstance(result.reason, str) and named in result.reason, result
