@@ -481,3 +481,37 @@ def test_every_finding_says_what_and_names_its_rule(policy: CommandPolicy, comma
     result = policy.evaluate(command)
     assert result.rule == rule, result
     assert isinstance(result.reason, str) and named in result.reason, result
+
+
+@pytest.mark.parametrize(("command", "expected", "rule"), [
+    # what follows `<<EOF` on its line is judged too: a pipe from the here-document into a shell is the
+    # `curl … | sh` shape, a write outside the tree or to a device is refused, a chained command is judged
+    ("cat <<EOF | bash\nrm -rf ~\nEOF", DENY, "default:pipe-to-shell"),
+    ("cat <<EOF | python3 -\nimport os\nEOF", DENY, "default:pipe-to-shell"),
+    ("cat <<EOF | sh -s\nx\nEOF", DENY, "default:pipe-to-shell"),
+    ("cat <<EOF |& bash\nx\nEOF", DENY, "default:pipe-to-shell"),
+    ("cat <<EOF | grep x | bash\nx\nEOF", DENY, "default:pipe-to-shell"),
+    ("cat <<EOF | bash && ls\nx\nEOF", DENY, "default:pipe-to-shell"),
+    ("cat <<EOF > /etc/passwd\nx\nEOF", DENY, "default:system-write"),
+    ("cat <<EOF 2>/dev/sda\nx\nEOF", DENY, "default:device"),
+    ("cat <<EOF && rm -rf /\nx\nEOF", DENY, "default:destructive"),
+    ("cat <<EOF || rm -rf ~\nx\nEOF", DENY, "default:destructive"),
+    ("cat <<EOF\n$(rm -rf /)\nEOF", DENY, "default:destructive"),
+    ("bash <<EOF\nrm -rf /\nEOF", DENY, "default:destructive"),
+    ("cat <<EOF > out.txt\nx\nEOF", ASK, "structure:redirect"),
+    ("cat <<EOF | grep x\nx\nEOF", ASK, "structure:heredoc"),
+    ("cat <<EOF # a comment\nx\nEOF", ASK, "structure:heredoc"),
+    ("cat <<-EOF\n\tx\n\tEOF", ASK, "structure:heredoc"),
+    ("cat <<'EOF'\n$(rm -rf /)\nEOF", ASK, "structure:heredoc"),  # quoted delimiter: the body is literal text
+    ("python3 <<EOF\nimport os\nEOF", ASK, "structure:script"),
+])
+def test_the_rest_of_a_here_documents_line_is_judged(policy: CommandPolicy, command: str, expected: Decision,
+                                                     rule: str) -> None:
+    result = policy.evaluate(command)
+    assert (result.decision, result.rule) == (expected, rule), f"{command!r}: {result}"
+
+
+@pytest.mark.parametrize("command", ["cat <<EOF &\nx\nEOF", "cat <<EOF; rm -rf /\nx\nEOF",
+                                     "cat <<EOF | ls; bash\nx\nEOF", "cat <<EOF\nunterminated"])
+def test_here_document_shapes_the_parsers_disagree_on_fail_closed(policy: CommandPolicy, command: str) -> None:
+    assert policy.evaluate(command).decision is DENY
