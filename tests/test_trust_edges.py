@@ -5,12 +5,15 @@ are built from real files under tmp_path and read back with tarfile, as the engi
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import re
 import socket
 import stat
+import subprocess
 import tarfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -511,3 +514,104 @@ def test_the_summary_says_what_kind_of_file_changed() -> None:
 ])
 def test_files_that_run_code_at_start_up_or_steer_the_runner_are_flagged(path: str) -> None:
     assert runs_code_reason(path) is not None, path
+
+
+# --------------------------------------------------------------------------------------------------------------
+# GIT binary patch: every base85 line is checked and the hunk must inflate to exactly its declared size
+# --------------------------------------------------------------------------------------------------------------
+
+def _length_char(n: int) -> bytes:
+    return bytes([ord("A") + n - 1]) if n <= 26 else bytes([ord("a") + n - 27])
+
+
+def binary_hunk(payload: bytes, *, size: int | None = None, kind: str = "literal",
+                compressed: bytes | None = None) -> bytes:
+    """One hunk the way git writes it: `literal N`, then lines of up to 52 bytes of zlib data, each a length
+    character (A-Z 1-26, a-z 27-52) and base85, then a blank line."""
+    data = zlib.compress(payload) if compressed is None else compressed
+    lines = [f"{kind} {len(payload) if size is None else size}".encode()]
+    for start in range(0, len(data), 52):
+        chunk = data[start:start + 52]
+        lines.append(_length_char(len(chunk)) + base64.b85encode(chunk + b"\0" * (-len(chunk) % 4)))
+    return b"\n".join(lines) + b"\n\n"
+
+
+def binary_patch(path: str, hunk: bytes, *, mode: str = "100644", reverse: bytes | None = None) -> bytes:
+    return (f"diff --git a/{path} b/{path}\nnew file mode {mode}\nindex 0000000..5087cdc\nGIT binary patch\n".encode()
+            + hunk + (binary_hunk(b"") if reverse is None else reverse))
+
+
+def test_a_binary_patch_git_wrote_is_read_and_flagged(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", "-C", str(repo)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (repo / "blob.bin").write_bytes(bytes(range(256)) * 3 + os.urandom(500))  # several lines, every length char
+    (repo / "one.bin").write_bytes(b"\0")
+    subprocess.run([*git, "add", "-A"], check=True)
+    patch = subprocess.run([*git, "diff", "--cached", "--binary"], check=True, capture_output=True).stdout
+    assert b"GIT binary patch" in patch
+    report = guard(patch, repo)
+    assert report.refused == []
+    assert {(f.path, f.category) for f in report.flagged} == {("blob.bin", "binary"), ("one.bin", "binary")}
+    assert all(f.reason == "binary change: review cannot show its content" for f in report.flagged)
+
+
+@pytest.mark.parametrize("size", [1, 26, 27, 52, 53, 104, 1000])
+def test_binary_hunks_of_every_line_length_are_read(tmp_path: Path, size: int) -> None:
+    # incompressible payloads, so the zlib stream is longer than the payload and spans lines of every length
+    payload = os.urandom(size)
+    report = guard(binary_patch("x.bin", binary_hunk(payload)), tmp_path)
+    assert report.refused == [] and [f.category for f in report.flagged] == ["binary"]
+
+
+def _corrupt_line(hunk: bytes, index: int, line: bytes) -> bytes:
+    lines = hunk.split(b"\n")
+    lines[index] = line
+    return b"\n".join(lines)
+
+
+PAYLOAD = bytes(range(200))
+
+
+@pytest.mark.parametrize(("hunk", "why"), [
+    (b"literal\n", "expected `literal N` or `delta N` after `GIT binary patch`"),
+    (b"literal x\n", "expected `literal N` or `delta N` after `GIT binary patch`"),
+    (b"copy 5\n", "expected `literal N` or `delta N` after `GIT binary patch`"),
+    (b"literal 5\n\n", "empty binary hunk"),
+    (binary_hunk(PAYLOAD).rstrip(b"\n") + b"\n", "the patch ends inside a binary hunk"),
+    (_corrupt_line(binary_hunk(PAYLOAD), 1, b"!" + binary_hunk(PAYLOAD).split(b"\n")[1][1:]),
+     "bad length character in a binary hunk"),
+    (_corrupt_line(binary_hunk(PAYLOAD), 1, binary_hunk(PAYLOAD).split(b"\n")[1][:-5]),
+     "binary hunk line length disagrees with its length character"),
+    (_corrupt_line(binary_hunk(PAYLOAD), 1, b"A\"\"\"\"\""), "bad base85 data in a binary hunk"),
+    (binary_hunk(PAYLOAD, size=len(PAYLOAD) + 1), "binary hunk does not inflate to its declared size"),
+    (binary_hunk(PAYLOAD, size=len(PAYLOAD) - 1), "binary hunk inflates past its declared size"),
+    (binary_hunk(PAYLOAD, compressed=b"\x78\x9c" + os.urandom(30)), "corrupt zlib data in a binary hunk"),
+    (binary_hunk(PAYLOAD, compressed=zlib.compress(PAYLOAD) + b"trailing"),
+     "binary hunk does not inflate to its declared size"),
+    (binary_hunk(PAYLOAD, compressed=zlib.compress(PAYLOAD)[:-6]), "binary hunk does not inflate to its declared size"),
+    # a zlib bomb: 30 MB of zeros declared as 10 bytes is refused after inflating a little more than 10
+    (binary_hunk(b"\0" * 30_000_000, size=10), "binary hunk inflates past its declared size"),
+])
+def test_a_binary_hunk_that_is_not_exactly_what_it_declares_is_refused(tmp_path: Path, hunk: bytes,
+                                                                       why: str) -> None:
+    # a hunk cut short is the end of the patch: nothing after it
+    report = guard(binary_patch("x.bin", hunk, reverse=None if hunk.endswith(b"\n\n") else b""), tmp_path)
+    assert [(f.path, f.category) for f in report.refused] == [("", "parse")], report
+    assert report.refused[0].reason.endswith(f": {why}"), report.refused[0].reason
+    # where: the line (shown, cut at 60 characters) or the end of the patch
+    assert re.match(r"unparseable patch at (line \d+ \('.{1,61}'\)|end of patch): ", report.refused[0].reason), \
+        report.refused[0].reason
+
+
+def test_a_symlink_given_as_a_binary_literal_is_followed_like_any_other(tmp_path: Path) -> None:
+    # git writes a link's target as a binary literal when asked to (--binary with a non-text target): the guard
+    # must read the target from the literal, not take "binary" as "cannot tell"
+    outside = guard(binary_patch("lnk", binary_hunk(b"../../etc"), mode="120000"), tmp_path)
+    assert refused_paths(outside, "symlink") == {"lnk"}, outside
+    inside = guard(binary_patch("lnk", binary_hunk(b"src/app.py"), mode="120000"), tmp_path)
+    assert refused_paths(inside) == set(), inside
+    # a delta hunk does not show the whole target: that is refused, never guessed
+    delta = guard(binary_patch("lnk", binary_hunk(b"src/app.py", kind="delta"), mode="120000"), tmp_path)
+    assert refused_paths(delta, "symlink") == {"lnk"}, delta
