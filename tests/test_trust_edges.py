@@ -615,3 +615,49 @@ def test_a_symlink_given_as_a_binary_literal_is_followed_like_any_other(tmp_path
     # a delta hunk does not show the whole target: that is refused, never guessed
     delta = guard(binary_patch("lnk", binary_hunk(b"src/app.py", kind="delta"), mode="120000"), tmp_path)
     assert refused_paths(delta, "symlink") == {"lnk"}, delta
+
+
+# --------------------------------------------------------------------------------------------------------------
+# derive_final: the bytes written are computed on the host from the reviewed patch
+# --------------------------------------------------------------------------------------------------------------
+
+def _committed_then_changed(tmp_path: Path, files: dict[str, bytes], change: dict[str, bytes]) -> bytes:
+    work = tmp_path / "w"
+    work.mkdir()
+    git_cmd = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", "-C", str(work)]
+    subprocess.run([*git_cmd, "init", "-q"], check=True)
+    for name, data in files.items():
+        (work / name).write_bytes(data)
+    (work / "run.sh").chmod(0o755)
+    (work / "link").symlink_to("run.sh")
+    subprocess.run([*git_cmd, "add", "-A"], check=True)
+    subprocess.run([*git_cmd, "commit", "-qm", "base"], check=True)
+    for name, data in change.items():
+        (work / name).write_bytes(data)
+    return subprocess.run([*git_cmd, "diff", "--binary", "--full-index"], capture_output=True, check=True).stdout
+
+
+def test_derive_final_leaves_out_what_the_patch_does_not_touch(tmp_path: Path) -> None:
+    """Unchanged executables, links and files of the base are not "changed" paths (their modes and hashes are
+    recomputed exactly as git records them): only the listed path comes back."""
+    from runner.promote.derive import derive_final
+
+    files = {"edit.txt": b"one\n", "run.sh": b"#!/bin/sh\n", "plain.txt": b"plain\n"}
+    patch = _committed_then_changed(tmp_path, files, {"edit.txt": b"ONE\n"})
+    base: dict[str, FileState | None] = {name: FileState("file", data) for name, data in files.items()}
+    base["run.sh"] = FileState("file", b"#!/bin/sh\n", True)
+    base["link"] = FileState("symlink", b"run.sh")
+    assert derive_final(base, patch, ["edit.txt"]) == {"edit.txt": FileState("file", b"ONE\n")}
+
+
+def test_derive_final_names_why_a_patch_does_not_apply(tmp_path: Path) -> None:
+    from runner.promote.derive import PatchMismatchError, derive_final
+
+    patch = _committed_then_changed(tmp_path, {"edit.txt": b"one\n", "run.sh": b"x\n"}, {"edit.txt": b"ONE\n"})
+    with pytest.raises(PatchMismatchError) as caught:
+        derive_final({"edit.txt": FileState("file", b"something else\n")}, patch, ["edit.txt"])
+    assert str(caught.value) == ("the reviewed patch does not apply to the state the run started from "
+                                 "(error: patch failed: edit.txt:1)")
+    with pytest.raises(PatchMismatchError) as caught:
+        derive_final({}, patch, ["edit.txt"])  # the base has no such file
+    assert str(caught.value).startswith("the reviewed patch does not apply to the state the run started from (error:")
