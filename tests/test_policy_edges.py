@@ -7,6 +7,7 @@ option the policy does not know turns the verdict into a question, never into AL
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -515,3 +516,41 @@ def test_the_rest_of_a_here_documents_line_is_judged(policy: CommandPolicy, comm
                                      "cat <<EOF | ls; bash\nx\nEOF", "cat <<EOF\nunterminated"])
 def test_here_document_shapes_the_parsers_disagree_on_fail_closed(policy: CommandPolicy, command: str) -> None:
     assert policy.evaluate(command).decision is DENY
+
+
+REDIRECTIONS = [
+    ("ls > /dev/sda", DENY, "default:device"), ("ls >& /dev/sda", DENY, "default:device"),
+    ("cat < /dev/sda", DENY, "default:device"), ("ls > /etc/x", DENY, "default:system-write"),
+    ("ls >> ../x", DENY, "default:system-write"), ("ls &>> /etc/x", DENY, "default:system-write"),
+    ("ls 2> /proc/self/mem", DENY, "default:system-write"),
+    ("ls < in.txt", ASK, "structure:redirect"), ("ls < /etc/passwd", ASK, "structure:redirect"),
+    ("ls > out.txt", ASK, "structure:redirect"), ("ls &> out", ASK, "structure:redirect"),
+    ("ls >| out", ASK, "structure:redirect"), ("ls > \\\n out", ASK, "structure:redirect"),
+    ("cat <<< hi", ASK, "structure:heredoc"),
+    # duplicating or closing a descriptor, and the harmless devices, touch no file
+    *[(f"ls {spelling}", ALLOW, "default:read-only") for spelling in (
+        "2>&1", ">&-", "<&-", "2>&-", "1<&0", "3>&2-", ">&2", "> /dev/null", "> /dev/stdout")],
+    ("ls <> file", DENY, "parse-error"),
+]
+
+
+@pytest.mark.parametrize(("command", "expected", "rule"), REDIRECTIONS)
+def test_redirections(policy: CommandPolicy, command: str, expected: Decision, rule: str) -> None:
+    result = policy.evaluate(command)
+    assert (result.decision, result.rule) == (expected, rule), f"{command!r}: {result}"
+
+
+RULE_NAME = re.compile(r"(default|structure|fallback):[a-z][a-z0-9-]*|parse-error")
+
+
+def test_every_verdict_is_a_sentence_and_a_well_formed_rule_name(policy: CommandPolicy) -> None:
+    """Over every command of this file: the reason is a sentence for a person, the rule a lowercase name that the
+    records and `smol policy` group by (never the fail-closed internal error)."""
+    corpus = [param.values[0] for param in (*ENV, *FIND, *RG, *PYTHON, *INTERPRETERS, *NESTED, *WRAPPERS,
+                                            *ABBREVIATED, *GIT)]
+    corpus += [command for command, *_ in REDIRECTIONS]
+    assert len(corpus) > 250
+    for command in corpus:
+        result = policy.evaluate(command)
+        assert RULE_NAME.fullmatch(result.rule), f"{command!r}: {result}"
+        assert isinstance(result.reason, str) and len(result.reason.split()) >= 3, f"{command!r}: {result}"
