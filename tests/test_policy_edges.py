@@ -554,3 +554,36 @@ def test_every_verdict_is_a_sentence_and_a_well_formed_rule_name(policy: Command
         result = policy.evaluate(command)
         assert RULE_NAME.fullmatch(result.rule), f"{command!r}: {result}"
         assert isinstance(result.reason, str) and len(result.reason.split()) >= 3, f"{command!r}: {result}"
+
+
+@pytest.mark.parametrize(("command", "expected", "rule"), [
+    # `python -m MODULE ARGS` is judged as `MODULE ARGS`: spaced or glued, after the interpreter's own options
+    ("python3 -m ruff check", ALLOW, "default:linter"), ("python3 -mruff check", ALLOW, "default:linter"),
+    ("python3 -m ruff format", ASK, "structure:script"), ("python3 -m mypy .", ALLOW, "default:linter"),
+    ("python3 -m pytest -q", ALLOW, "default:test-runner"), ("python3 -mpytest -q", ALLOW, "default:test-runner"),
+    ("python3 -B -m pytest", ALLOW, "default:test-runner"), ("python3 -X dev -m pytest", ALLOW, "default:test-runner"),
+    ("python3 -W error -m pytest", ALLOW, "default:test-runner"),
+    ("python3 -Werror -m pytest", ALLOW, "default:test-runner"),
+    ("python3 -m unittest discover", ALLOW, "default:test-runner"),
+    ("python3 -m pip install requests", ASK, "default:network"), ("python3 -mpip install x", ASK, "default:network"),
+    ("python3 -u -m pip download x", ASK, "default:network"),
+    ("python3 -m http.server", ASK, "structure:script"), ("python3 -m -c x", ASK, "structure:script"),
+    ("python3 -I -c x", ASK, "structure:inline-code"), ("python3 -Ic x", ASK, "structure:inline-code"),
+    ("python3 -E x.py", ASK, "structure:script"), ("python3 --version", ASK, "structure:script"),
+])
+def test_python_modules_are_judged_as_the_module_command(policy: CommandPolicy, command: str, expected: Decision,
+                                                         rule: str) -> None:
+    result = policy.evaluate(command)
+    assert (result.decision, result.rule) == (expected, rule), f"{command!r}: {result}"
+
+
+@pytest.mark.parametrize(("command", "reason"), [
+    ("python3 -m http.server", "runs the Python module `http.server`"),
+    ("python3 -mhttp.server", "runs the Python module `http.server`"),
+    ("python3 x.py", "runs the Python script x.py"),
+    ("python3 -Z x", "unrecognised option -Z for `python3`"),
+    ("python3", "`python3` reads a program from stdin or starts a REPL"),
+    ("env -x ls", "the options of `env` are not understood"),
+])
+def test_the_question_says_which_module_script_or_option(policy: CommandPolicy, command: str, reason: str) -> None:
+    assert policy.evaluate(command).reason == reason

@@ -97,6 +97,54 @@ def test_a_failure_in_the_middle_leaves_the_tree_byte_identical(repo: Path) -> N
     assert not (repo / "x").exists()
 
 
+NESTED_BASE = {"a.txt": f("one\ntwo\nthree\nfour\nfive\n"), "d1/d2/d3/old.txt": f("old\n"),
+               "d1/d2/keep.txt": None, "n1/n2/n3/new.txt": None, "n1/n2/side.txt": None, "link": f("placeholder"),
+               "dir/c.txt": f("sea\n")}
+NESTED_FINAL = {"a.txt": f("changed\n"), "d1/d2/d3/old.txt": None, "d1/d2/keep.txt": None,
+                "n1/n2/n3/new.txt": f("new\n"), "n1/n2/side.txt": f("side\n"), "link": FileState("symlink", b"a.txt"),
+                "dir/c.txt": None}
+
+
+@pytest.mark.parametrize("fail_at", range(1, 7))
+def test_a_failure_at_any_step_puts_nested_directories_back_too(repo: Path, fail_at: int) -> None:
+    """Directories the write created go (deepest first), directories it pruned come back (outermost first) with
+    their own permissions, replaced files get their times back: byte-identical, whichever write failed."""
+    for directory, mode in (("d1", 0o750), ("d1/d2", 0o700), ("d1/d2/d3", 0o755)):
+        (repo / directory).mkdir()
+        (repo / directory).chmod(mode)
+    (repo / "d1/d2/d3/old.txt").write_text("old\n")
+    os.utime(repo / "a.txt", ns=(1_000_000_000_000_000_000, 1_100_000_000_000_000_000))
+    before = tree_fingerprint(repo)
+    plan = make_plan(repo, NESTED_BASE, NESTED_FINAL, list(NESTED_BASE))
+    assert plan.ok, plan.conflicts
+    written: list[str] = []
+
+    def explode(path: str) -> None:
+        written.append(path)
+        if len(written) == fail_at:
+            raise OSError("disk on fire")
+
+    with pytest.raises(OSError, match="disk on fire"):
+        apply_plan(repo, plan, after_write=explode)
+    assert tree_fingerprint(repo) == before
+    assert not (repo / "n1").exists()
+
+
+def test_a_plan_with_conflicts_is_refused_naming_them(repo: Path) -> None:
+    (repo / "a.txt").write_text("the user's own rewrite\n")
+    base = {"a.txt": f("one\ntwo\nthree\nfour\nfive\n"), "b.txt": f("bee\n")}
+    final = {"a.txt": f("one\nTWO\nthree\nfour\nfive\n"), "b.txt": f("bee\n")}
+    plan = make_plan(repo, base, final, list(base))
+    assert plan.conflicts == ["a.txt"]
+    before = tree_fingerprint(repo)
+    for write in (lambda: apply_plan(repo, plan), lambda: land_on_branch(repo, plan, "smol/x", "m")):
+        with pytest.raises(PromotionError) as caught:
+            write()
+        assert str(caught.value) == f"conflicts in: {plan.describe_conflicts()}" and "a.txt" in str(caught.value)
+    assert tree_fingerprint(repo) == before
+    assert "smol/x" not in git(repo, "branch", "--list")
+
+
 def test_replaced_files_keep_their_permissions(repo: Path) -> None:
     (repo / "a.txt").chmod(0o600)  # a secret stays a secret
     (repo / "b.txt").chmod(0o640)
