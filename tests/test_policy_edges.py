@@ -587,3 +587,53 @@ def test_python_modules_are_judged_as_the_module_command(policy: CommandPolicy, 
 ])
 def test_the_question_says_which_module_script_or_option(policy: CommandPolicy, command: str, reason: str) -> None:
     assert policy.evaluate(command).reason == reason
+
+
+@pytest.mark.parametrize(("command", "expected", "rule"), [
+    ("cat <<EOF\n\tEOF\nEOF", ASK, "structure:heredoc"),  # without `-` a tab-indented delimiter does not end it
+    ("cat <<-EOF\n\tx\n\tEOF", ASK, "structure:heredoc"),
+    ("cat <<EOF\n\nx\nEOF", ASK, "structure:heredoc"),  # an empty first line is body
+    ("cat <<$X\nx\n$X", DENY, "structure:unmodelled"), ("cat <<`X`\nx\n`X`", DENY, "structure:unmodelled"),
+    # a quoted delimiter (any quoting) makes the body literal; an unquoted one, even with X in it, expands
+    ("cat <<\\EOF\n$(rm -rf /)\nEOF", ASK, "structure:heredoc"), ("cat <<'EOF'\n$(rm -rf /)\nEOF", ASK,
+                                                                   "structure:heredoc"),
+    ('cat <<"EOF"\n$(rm -rf /)\nEOF', ASK, "structure:heredoc"),
+    ("cat <<XY\n$(rm -rf /)\nXY", DENY, "default:destructive"),
+    ("cat <<EOF\n${x:-$(rm -rf /)}\nEOF", DENY, "default:destructive"),
+    ("cat <<EOF\n`rm -rf /`\nEOF", DENY, "default:destructive"),
+    ("cat <<EOF\n\\$(rm -rf /)\nEOF", ASK, "structure:heredoc"),  # \$ is a literal dollar in a body
+    ("echo `rm -rf /`", DENY, "default:destructive"), ('echo "`rm -rf /`"', DENY, "default:destructive"),
+    ("cat <<EOF\nx\nEOF ", DENY, "parse-error"),
+])
+def test_here_document_delimiters_and_bodies(policy: CommandPolicy, command: str, expected: Decision,
+                                             rule: str) -> None:
+    result = policy.evaluate(command)
+    assert (result.decision, result.rule) == (expected, rule), f"{command!r}: {result}"
+
+
+def test_policy_file_rules_read_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text('[[rule]]\nmatch = "make lint"\ndecision = "require-approval"\n'
+                    '[[rule]]\nregex = "^just( |$)"\ndecision = "allow"\n'
+                    '[[rule]]\nmatch = ["hatch", "run", "check"]\ndecision = "allow"\n'
+                    'reason = "our own\\ntest runner"\n')
+    policy = CommandPolicy.from_file(path)
+    lint, tox, npm = policy.evaluate("make lint"), policy.evaluate("just test"), policy.evaluate("hatch run check")
+    assert (lint.decision, lint.reason, lint.rule) == (ASK, "policy file rule for make lint: require_approval",
+                                                       f"{path}#1")
+    assert (tox.decision, tox.reason, tox.rule) == (ALLOW, "policy file rule for /^just( |$)/: allow", f"{path}#2")
+    assert (npm.decision, npm.reason) == (ALLOW, "our own test runner")  # one line, as every reason
+
+
+def test_a_policy_file_that_cannot_be_read_says_why(tmp_path: Path) -> None:
+    from runner.policy import PolicyFileError
+
+    with pytest.raises(PolicyFileError) as caught:
+        CommandPolicy.from_file(tmp_path)  # a directory
+    assert str(caught.value) == f"policy file {tmp_path} cannot be read: Is a directory"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[rule]]\nmatch = "x\n')
+    with pytest.raises(PolicyFileError) as caught:
+        CommandPolicy.from_file(bad)
+    assert str(caught.value).startswith(f"policy file {bad} is not valid TOML: Illegal character") or \
+        str(caught.value).startswith(f"policy file {bad} is not valid TOML: Unterminated string"), caught.value
