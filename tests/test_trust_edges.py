@@ -661,3 +661,33 @@ def test_derive_final_names_why_a_patch_does_not_apply(tmp_path: Path) -> None:
     with pytest.raises(PatchMismatchError) as caught:
         derive_final({}, patch, ["edit.txt"])  # the base has no such file
     assert str(caught.value).startswith("the reviewed patch does not apply to the state the run started from (error:")
+
+
+@pytest.mark.parametrize(("links", "dirs", "patch", "reasons"), [
+    ({"etc": "/etc"}, (), symlink("x", "etc/passwd"),
+     ["symlink to etc/passwd goes through the symlink etc, which points to the absolute path /etc"]),
+    ({"d/g2": "../sub/.git"}, ("d", "sub/.git"), symlink("x", "d/g2/config"),
+     ["symlink to d/g2/config resolves into .git"]),
+    ({"a": "b", "b": "a"}, (), symlink("x", "a/y"), ["symlink to a/y is a symlink loop"]),
+    ({"up": "../.."}, (), symlink("x", "up/y"), ["symlink to up/y resolves outside the repository"]),
+    ({"lnk": "real"}, ("real",), added("lnk/sub/x"), ["written through lnk, a symlink in your tree"]),
+    ({}, (), symlink("l1", "l2") + symlink("l2", "l1") + added("l1/x"),
+     ["symlink to l2 is a symlink loop", "symlink to l1 is a symlink loop",
+      "written through l1, a symlink this patch creates"]),
+])
+def test_each_symlink_refusal_says_exactly_which_link_and_why(tmp_path: Path, links: dict[str, str],
+                                                              dirs: tuple[str, ...], patch: bytes,
+                                                              reasons: list[str]) -> None:
+    report = guard(patch, _tree(tmp_path, links, dirs=dirs))
+    assert [f.reason for f in report.refused] == reasons
+
+
+@pytest.mark.parametrize(("header", "why"), [
+    ('diff --git "a/x\\q" "b/x\\q"', "bad escape \\q in a quoted name"),
+    ('diff --git "a/x "b/x"', "no space after the first quoted name"),
+    ('diff --git "a/x', "unterminated quoted name"),
+])
+def test_a_badly_quoted_name_in_a_patch_is_refused_with_the_reason(tmp_path: Path, header: str, why: str) -> None:
+    report = guard(f"{header}\nnew file mode 100644\n".encode(), tmp_path)
+    assert [(f.path, f.category) for f in report.refused] == [("", "parse")]
+    assert report.refused[0].reason.endswith(f": {why}"), report.refused[0].reason
