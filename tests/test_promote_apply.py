@@ -236,6 +236,38 @@ def test_land_on_a_new_branch_keeps_the_working_tree(repo: Path) -> None:
     assert git(repo, "ls-tree", "smol/test", "b.txt") == ""
     with pytest.raises(PromotionError, match="already exists"):
         land_on_branch(repo, make_plan(repo, base, final, list(base)), "smol/test", "again")
+    # smol's commits say so: author and committer are smol, never the user's identity from their config
+    assert git(repo, "log", "-1", "--format=%an <%ae>|%cn <%ce>|%s", "smol/test").strip() == \
+        "smol <smol@localhost>|smol <smol@localhost>|smol: test change"
+
+
+def test_land_commit_names_the_dirty_paths_and_the_way_out(repo: Path) -> None:
+    (repo / "a.txt").write_text("one\ntwo\nthree\nfour\nFIVE\n")  # merges cleanly: dirty, not a conflict
+    (repo / "b.txt").write_text("staged\n")
+    git(repo, "add", "b.txt")
+    (repo / "b.txt").write_text("bee\n")
+    plan = make_plan(repo, COMMIT_BASE, {**COMMIT_FINAL, "a.txt": f("one\nTWO\nthree\nfour\nfive\n")},
+                     list(COMMIT_BASE))
+    assert plan.ok
+    with pytest.raises(PromotionError) as caught:
+        land_on_current_branch(repo, plan, "smol: x")
+    assert str(caught.value) == ("uncommitted changes in a.txt, b.txt would end up in smol's commit: commit or "
+                                 "stash them first, or use --land worktree or --land branch")
+
+
+def test_land_commit_says_how_to_fix_an_index_it_could_not_refresh(repo: Path) -> None:
+    """The commit and the tree are written; only the index is stale (another git held its lock): the message
+    names the command that fixes it, with every path."""
+    plan = make_plan(repo, COMMIT_BASE, COMMIT_FINAL, list(COMMIT_BASE))
+    lock = repo / ".git" / "index.lock"
+    commit, problem = land_on_current_branch(repo, plan, "smol: x", after_write=lambda path: lock.touch())
+    lock.unlink()
+    assert git(repo, "rev-parse", "HEAD").strip() == commit
+    assert (repo / "a.txt").read_text() == "edited\n"
+    assert problem is not None and problem.startswith("the index could not be refreshed (fatal: Unable to create")
+    assert problem.endswith("): run `git reset -q -- a.txt added.sh b.txt`"), problem
+    assert git(repo, "log", "-1", "--format=%an <%ae>|%cn <%ce>").strip() == \
+        "smol <smol@localhost>|smol <smol@localhost>"
 
 
 def test_head_states_read_what_head_holds_not_the_working_tree(repo: Path) -> None:
@@ -396,3 +428,25 @@ def test_non_utf8_names_and_binary_content(repo: Path) -> None:
     assert (repo / os.fsencode(name).decode("utf-8", "surrogateescape")).read_bytes() == payload
     assert os.path.exists(os.path.join(os.fsencode(repo), b"caf\xe9-\xff.bin"))
     assert (repo / "a.txt").read_bytes() == b"\x00\x01"
+
+
+@pytest.mark.parametrize(("user_mode", "agent_exec", "expected_exec"), [
+    (0o755, False, True),   # the user made it executable, the agent only edited lines: the user's bit stays
+    (0o644, True, True),    # the agent made it executable, the user did not touch the mode: the agent's bit
+    (0o644, False, False),
+])
+def test_a_three_way_merge_keeps_whoever_changed_the_mode(repo: Path, user_mode: int, agent_exec: bool,
+                                                          expected_exec: bool) -> None:
+    (repo / "a.txt").write_text("ONE\ntwo\nthree\nfour\nfive\n")  # the user's line edit
+    (repo / "a.txt").chmod(user_mode)
+    base = {"a.txt": f("one\ntwo\nthree\nfour\nfive\n")}
+    final = {"a.txt": f("one\ntwo\nthree\nfour\nFIVE\n", executable=agent_exec)}
+    plan = make_plan(repo, base, final, ["a.txt"])
+    assert plan.ok and [change.merged for change in plan.changes] == [True]
+    assert plan.changes[0].after == FileState("file", b"ONE\ntwo\nthree\nfour\nFIVE\n", expected_exec)
+
+
+def test_binary_content_edited_on_both_sides_is_a_conflict(repo: Path) -> None:
+    (repo / "b.txt").write_bytes(b"\0user")
+    plan = make_plan(repo, {"b.txt": f("bee\n")}, {"b.txt": FileState("file", b"\0agent")}, ["b.txt"])
+    assert plan.conflicts == ["b.txt"]
