@@ -637,3 +637,23 @@ def test_a_policy_file_that_cannot_be_read_says_why(tmp_path: Path) -> None:
         CommandPolicy.from_file(bad)
     assert str(caught.value).startswith(f"policy file {bad} is not valid TOML: Illegal character") or \
         str(caught.value).startswith(f"policy file {bad} is not valid TOML: Unterminated string"), caught.value
+
+
+@pytest.mark.parametrize("wrap", ["bash -c {}", "timeout 5 {}", "env {}", "eval {}", "nice {}"])
+def test_nesting_is_judged_six_deep_and_refused_beyond(policy: CommandPolicy, wrap: str) -> None:
+    """Six levels of shells, wrappers or eval are each judged all the way down; a seventh is refused outright
+    (a person cannot review it either), and so is a destructive command at the bottom of six."""
+    import shlex
+
+    def nest(levels: int, command: str = "ls") -> str:
+        for _ in range(levels):
+            command = wrap.format(shlex.quote(command) if wrap.startswith(("bash", "eval")) else command)
+        return command
+
+    assert policy.evaluate(nest(6)).decision is ASK
+    assert policy.evaluate(nest(6, "rm -rf /")).decision is DENY
+    deep = policy.evaluate(nest(7))
+    assert (deep.decision, deep.rule) == (DENY, "structure:too-deep"), deep
+    # the reason walks the chain down to where it stopped
+    assert deep.reason.startswith(f"`{wrap.split()[0]}") and deep.reason.endswith(
+        ": commands nested this deeply cannot be reviewed"), deep.reason
