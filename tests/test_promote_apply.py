@@ -450,3 +450,68 @@ def test_binary_content_edited_on_both_sides_is_a_conflict(repo: Path) -> None:
     (repo / "b.txt").write_bytes(b"\0user")
     plan = make_plan(repo, {"b.txt": f("bee\n")}, {"b.txt": FileState("file", b"\0agent")}, ["b.txt"])
     assert plan.conflicts == ["b.txt"]
+
+
+def test_files_named_like_smols_temporaries_are_never_touched(repo: Path) -> None:
+    (repo / ".a.txt.smol-tmp").write_text("the user's file\n")
+    (repo / ".a.txt.smol-tmp1").write_text("another of theirs\n")
+    plan = make_plan(repo, {"a.txt": f("one\ntwo\nthree\nfour\nfive\n")}, {"a.txt": f("new\n")}, ["a.txt"])
+    apply_plan(repo, plan)
+    assert (repo / "a.txt").read_text() == "new\n"
+    assert (repo / ".a.txt.smol-tmp").read_text() == "the user's file\n"
+    assert (repo / ".a.txt.smol-tmp1").read_text() == "another of theirs\n"
+    assert sorted(p.name for p in repo.iterdir() if "smol-tmp" in p.name) == [".a.txt.smol-tmp", ".a.txt.smol-tmp1"]
+
+
+def test_a_directory_in_the_way_is_replaced_only_when_empty(repo: Path) -> None:
+    (repo / "empty").mkdir()
+    apply_plan(repo, make_plan(repo, {"empty": None}, {"empty": f("now a file\n")}, ["empty"]))
+    assert (repo / "empty").read_text() == "now a file\n"
+    (repo / "full").mkdir()
+    (repo / "full" / "keep.txt").write_text("the user's\n")
+    plan = Plan()
+    from runner.promote.apply import PlannedChange
+
+    plan.changes.append(PlannedChange("full", None, f("x\n")))
+    with pytest.raises(PromotionError) as caught:
+        apply_plan(repo, plan)
+    assert str(caught.value) == "cannot write full: a non-empty directory is in the way"
+    assert (repo / "full" / "keep.txt").read_text() == "the user's\n"
+
+
+def test_a_failed_rename_leaves_no_temporary(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import runner.promote.apply as apply_module
+
+    real_replace = os.replace
+    calls: list[object] = []
+
+    def refuse_once(source: str, target: str) -> None:  # the write's rename fails; the rollback's works
+        calls.append(target)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        real_replace(source, target)
+
+    before = tree_fingerprint(repo)
+    monkeypatch.setattr(apply_module.os, "replace", refuse_once)
+    for final in (f("new\n"), FileState("symlink", b"b.txt")):
+        calls.clear()
+        with pytest.raises(OSError, match="No space left"):
+            apply_plan(repo, make_plan(repo, {"a.txt": f("one\ntwo\nthree\nfour\nfive\n")}, {"a.txt": final},
+                                       ["a.txt"]))
+        assert tree_fingerprint(repo) == before  # no `.a.txt.smol-tmp*` left behind
+
+
+def test_what_smol_writes_as_root_belongs_to_the_trees_owner(repo: Path) -> None:
+    """CI runs smol as root over a checkout someone owns: new files and links take the directory's owner, a
+    replaced file keeps its own. Run as another user, everything is simply that user's."""
+    root = os.geteuid() == 0
+    if root:
+        os.chown(repo, 1234, 2345)
+        os.chown(repo / "b.txt", 4321, 4321)
+    base = {"new.txt": None, "lnk": None, "b.txt": f("bee\n")}
+    final = {"new.txt": f("n\n"), "lnk": FileState("symlink", b"b.txt"), "b.txt": f("B\n")}
+    apply_plan(repo, make_plan(repo, base, final, list(base)))
+    owners = {name: (os.lstat(repo / name).st_uid, os.lstat(repo / name).st_gid) for name in final}
+    me = (os.geteuid(), os.getegid())
+    assert owners == ({"new.txt": (1234, 2345), "lnk": (1234, 2345), "b.txt": (4321, 4321)} if root else
+                      {"new.txt": me, "lnk": me, "b.txt": me})
