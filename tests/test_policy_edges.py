@@ -657,3 +657,31 @@ def test_nesting_is_judged_six_deep_and_refused_beyond(policy: CommandPolicy, wr
     # the reason walks the chain down to where it stopped
     assert deep.reason.startswith(f"`{wrap.split()[0]}") and deep.reason.endswith(
         ": commands nested this deeply cannot be reviewed"), deep.reason
+
+
+@pytest.mark.parametrize(("command", "expected", "rule", "reason_start"), [
+    ("git -ccore.pager=less log", DENY, "default:git-config", "`git -c core.pager` can make git run"),
+    ("git -c core.pager log", DENY, "default:git-config", "`git -c core.pager` can make git run"),
+    ("git -c core.pager=a=b log", DENY, "default:git-config", "`git -c core.pager` can make git run"),
+    ("git -c CORE.PAGER=less log", DENY, "default:git-config", "`git -c CORE.PAGER` can make git run"),
+    ("git -c core.sshCommand=x fetch", DENY, "default:git-config", "`git -c core.sshCommand` can make git run"),
+    ("git -c alias.lg=log lg", DENY, "default:git-config", "`git -c alias.lg` can make git run"),
+    ("git -c", DENY, "default:git-config", "`git -c …` can make git run"),
+    ("git --config-env=core.pager=X log", DENY, "default:git-config", "`git -c core.pager` can make git run"),
+    ("git --config-env core.pager=X log", DENY, "default:git-config", "`git -c core.pager` can make git run"),
+    ("git -c user.name=x log", ASK, "structure:git-config", "`git -c user.name=…` overrides configuration"),
+    ("git -c color.ui=never log", ASK, "structure:git-config", "`git -c color.ui=…` overrides configuration"),
+    ("git -C dir log", ASK, "structure:git-option", "`git -C` points git at another repository"),
+    ("git --git-dir=x log", ASK, "structure:git-option", "`git --git-dir` points git at another repository"),
+    ("git --git-dir x log", ASK, "structure:git-option", "`git --git-dir` points git at another repository"),
+    ("git --work-tree x status", ASK, "structure:git-option", "`git --work-tree` points git at another"),
+    ("git --namespace=x log", ASK, "structure:git-option", "`git --namespace` points git at another"),
+    ("git -Cdir log", ASK, "structure:git-option", "the git option -Cdir is not understood"),
+    ("git --exec-path=/x log", DENY, "default:git-exec", "`git --exec-path=…` makes git run programs"),
+    ("git --no-pager log", ALLOW, "default:git-read", "`git log` only reads the repository"),
+])
+def test_gits_own_options(policy: CommandPolicy, command: str, expected: Decision, rule: str,
+                          reason_start: str) -> None:
+    result = policy.evaluate(command)
+    assert (result.decision, result.rule) == (expected, rule), f"{command!r}: {result}"
+    assert result.reason.startswith(reason_start), result.reason
