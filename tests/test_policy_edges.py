@@ -685,3 +685,22 @@ def test_gits_own_options(policy: CommandPolicy, command: str, expected: Decisio
     result = policy.evaluate(command)
     assert (result.decision, result.rule) == (expected, rule), f"{command!r}: {result}"
     assert result.reason.startswith(reason_start), result.reason
+
+
+@pytest.mark.parametrize(("command", "expected", "rule"), [
+    ("find -H / -delete", DENY, "default:destructive"), ("find -P / -delete", DENY, "default:destructive"),
+    ("find -L -H / -delete", DENY, "default:destructive"), ("find -H . -delete", ASK, "structure:find-delete"),
+    ("find / ! -name x -delete", DENY, "default:destructive"), ("find ~ -delete", DENY, "default:destructive"),
+    ("find .. -delete", DENY, "default:destructive"), ("find / -name x", ALLOW, "default:read-only"),
+    ("find . -exec reboot +", DENY, "default:destructive"), ("find . -ok reboot \\;", DENY, "default:destructive"),
+    ("find . -execdir shutdown now \\;", DENY, "default:destructive"),
+    ("find . -exec ls {} \\; -delete", ASK, "structure:find-exec"),
+    ("find . -fls /dev/sda", DENY, "default:device"), ("find . -fprint out.txt", ASK, "structure:redirect"),
+    # found by mutation testing (was a question): -fprint/-fls write their file like `>` does
+    ("find . -fprint /etc/passwd", DENY, "default:system-write"),
+    ("find . -fprintf ../x %p", DENY, "default:system-write"), ("find . -fls ~/.bashrc", DENY, "default:system-write"),
+])
+def test_find_start_points_actions_and_output_files(policy: CommandPolicy, command: str, expected: Decision,
+                                                    rule: str) -> None:
+    result = policy.evaluate(command)
+    assert (result.decision, result.rule) == (expected, rule), f"{command!r}: {result}"

@@ -7,7 +7,7 @@ import posixpath
 import re
 
 from runner.policy.commands import INTERPRETERS, PYTHON, SHELLS, Analysis, Form, Judge
-from runner.policy.rules import could_be_option, escapes_workspace, is_device
+from runner.policy.rules import HARMLESS_DEVICES, could_be_option, escapes_workspace, is_device
 from runner.policy.verdict import PolicyResult, approve, deny
 
 _SAFE_GIT_GLOBAL_OPTIONS = frozenset({"--no-pager", "-P", "--no-replace-objects", "--literal-pathspecs",
@@ -50,6 +50,10 @@ def analyse_find(judge: Judge, argv: list[str], depth: int) -> Analysis:
             target = argv[index + 1] if index + 1 < len(argv) else ""
             if is_device(target):
                 hard.append(deny(f"`find {arg}` writes to the device {target}", "default:device"))
+            elif target and target not in HARMLESS_DEVICES and escapes_workspace(target):
+                # as `> /etc/passwd` is: a write outside the tree
+                hard.append(deny(f"`find {arg}` writes to {target}: outside the working tree or a system path",
+                                 "default:system-write"))
             hard.append(approve(f"`find {arg}` writes to a file", "structure:redirect"))
         index += 1
     return Analysis([Form(tuple(argv))], hard=hard)
