@@ -691,3 +691,15 @@ def test_a_badly_quoted_name_in_a_patch_is_refused_with_the_reason(tmp_path: Pat
     report = guard(f"{header}\nnew file mode 100644\n".encode(), tmp_path)
     assert [(f.path, f.category) for f in report.refused] == [("", "parse")]
     assert report.refused[0].reason.endswith(f": {why}"), report.refused[0].reason
+
+
+@pytest.mark.parametrize(("line", "shown"), [
+    (b"@@ " + b"g" * 57, "'@@ " + "g" * 57 + "'"),             # 60 characters: shown whole
+    (b"@@ " + b"g" * 58, "'@@ " + "g" * 57 + "…'"),            # 61: cut at 60, and says so
+    (b"@@ " + b"g" * 100, "'@@ " + "g" * 57 + "…'"),
+    (b"@@ \xff\x1b[2J", "'@@ \\\\xff\\\\x1b[2J'"),              # raw bytes and escapes shown as text, inert
+])
+def test_an_unreadable_line_is_quoted_short_and_inert(tmp_path: Path, line: bytes, shown: str) -> None:
+    report = guard(b"diff --git a/x b/x\n" + line + b"\n", tmp_path)
+    assert [f.reason for f in report.refused] == [
+        f"unparseable patch at line 2 ({shown}): unexpected line in a diff block"]
