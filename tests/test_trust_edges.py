@@ -703,3 +703,26 @@ def test_an_unreadable_line_is_quoted_short_and_inert(tmp_path: Path, line: byte
     report = guard(b"diff --git a/x b/x\n" + line + b"\n", tmp_path)
     assert [f.reason for f in report.refused] == [
         f"unparseable patch at line 2 ({shown}): unexpected line in a diff block"]
+
+
+@pytest.mark.parametrize(("patch", "path", "reason"), [
+    (added("x") + added("x"), "x", "the patch changes this path more than once"),
+    (added("x") + added("x") + added("x"), "x", "the patch changes this path more than once"),
+    (added("/etc/x"), "/etc/x", "absolute path"),
+    (added("a//b"), "a//b", "path has an empty component"),
+    (added("a/./b"), "a/./b", "path has a '.' or '..' component (it could leave the repository)"),
+    (added("a/../b"), "a/../b", "path has a '.' or '..' component (it could leave the repository)"),
+])
+def test_paths_a_patch_may_not_name(tmp_path: Path, patch: bytes, path: str, reason: str) -> None:
+    report = guard(patch, tmp_path)
+    assert [(f.path, f.category, f.reason) for f in report.refused] == [(path, "path", reason)]
+
+
+@pytest.mark.parametrize(("name", "runs_code"), [
+    ("prod.dockerfile", True), ("Dockerfile.dev", True), ("settings.gradle.kts", True), ("build.gradle", True),
+    ("docker-compose.yml", True), ("compose.yaml", True), ("docker-compose.override.yml", True), ("x.mk", True),
+    ("a.pth", True), ("sub/.circleci/config.yml", True), (".circleci/config.yml", True),
+    ("config.yml", False), ("docs/config.yml", False), ("notes/compose.md", False), ("gradle.md", False),
+])
+def test_build_and_ci_files_by_name(name: str, runs_code: bool) -> None:
+    assert (runs_code_reason(name) is not None) is runs_code, (name, runs_code_reason(name))
