@@ -726,3 +726,16 @@ def test_paths_a_patch_may_not_name(tmp_path: Path, patch: bytes, path: str, rea
 ])
 def test_build_and_ci_files_by_name(name: str, runs_code: bool) -> None:
     assert (runs_code_reason(name) is not None) is runs_code, (name, runs_code_reason(name))
+
+
+@pytest.mark.parametrize(("name", "shadows"), [
+    ("json.py", True), ("json/__init__.py", True), ("src/os.py", True), ("tests/os/__init__.py", True),
+    # found by mutation testing (were not flagged): Python imports these as the module too
+    ("json.pyc", True), ("src/os.pyc", True), ("json.so", True), ("json.cpython-311-x86_64-linux-gnu.so", True),
+    ("json.abi3.so", True),
+    ("json", False), ("json.pyi", False), ("json.txt", False), ("json.tar.gz", False), ("a/b/json.pyc", False),
+    ("jsonx.py", False), ("mylib.py", False),
+])
+def test_files_that_shadow_a_standard_library_module(name: str, shadows: bool) -> None:
+    reason = runs_code_reason(name)
+    assert (reason is not None and "standard-library module" in reason) is shadows, (name, reason)

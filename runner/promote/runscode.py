@@ -75,13 +75,18 @@ def runs_code_reason(path: str) -> str | None:
     return None
 
 
+_MODULE_SUFFIXES = (".py", ".pyc", ".so")
+"""What Python imports as a module from a directory on the path: source, a sourceless `.pyc` (`json.pyc` next to
+the tests is imported as `json`), an extension module (`json.so`, `json.cpython-311-x86_64-linux-gnu.so`)."""
+
+
 def _shadows_stdlib(parts: list[str]) -> bool:
     """`argparse.py` or `json/__init__.py` at the root, or directly under a usual import root (src/, tests/)."""
     for depth in (0, 1):
         if depth and (len(parts) < 2 or parts[0] not in _IMPORT_ROOTS):
             break
         rest = parts[depth:]
-        module = rest[0].removesuffix(".py") if len(rest) == 1 and rest[0].endswith(".py") else \
+        module = rest[0].split(".", 1)[0] if len(rest) == 1 and rest[0].endswith(_MODULE_SUFFIXES) else \
             (rest[0] if len(rest) > 1 else None)
         if module is not None and module in _STDLIB:
             return True
