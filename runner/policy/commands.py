@@ -173,8 +173,24 @@ def _pipe_to_shell(name: str) -> Analysis:
                                    "default:pipe-to-shell")])
 
 
+def _from_process(operand: str | None) -> bool:
+    """A program operand written `<(…)`: bash hands the interpreter a pipe from that command (`/dev/fd/63`)."""
+    return operand is not None and operand.startswith("<(")
+
+
+def _process_program(name: str) -> PolicyResult:
+    return deny(f"`{name}` runs a program another command writes (`<(…)`): the `curl … | sh` shape",
+                "default:pipe-to-shell")
+
+
 def shell_invocation(argv: Sequence[str]) -> tuple[str | None, bool]:
     """(the `-c` command string, whether the shell reads its program from stdin) for `bash [opts] …`."""
+    script, reads_stdin, _ = _shell_arguments(argv)
+    return script, reads_stdin
+
+
+def _shell_arguments(argv: Sequence[str]) -> tuple[str | None, bool, str | None]:
+    """shell_invocation's two answers and the script operand (None with `-c` or when there is none)."""
     has_c = has_s = False
     index = 1
     while index < len(argv):
@@ -196,14 +212,16 @@ def shell_invocation(argv: Sequence[str]) -> tuple[str | None, bool]:
         break
     rest = argv[index:]
     if has_c:
-        return (rest[0] if rest else ""), False
-    return None, has_s or not rest or rest[0] in STDIN_PROGRAMS
+        return (rest[0] if rest else ""), False, None
+    return None, has_s or not rest or rest[0] in STDIN_PROGRAMS, (rest[0] if rest and not has_s else None)
 
 
 
 def analyse_shell(judge: Judge, argv: list[str], depth: int, piped_in: bool) -> Analysis:
-    script, reads_stdin = shell_invocation(argv)
+    script, reads_stdin, program = _shell_arguments(argv)
     form = [Form(tuple(argv))]
+    if _from_process(program):
+        return Analysis(form, hard=[_process_program(argv[0])])
     if script is not None:
         finding = approve(f"`{argv[0]} -c` runs a nested shell command; nested shells are never allowed "
                            "automatically", "structure:nested-shell")
@@ -240,6 +258,8 @@ def analyse_python(argv: list[str], piped_in: bool) -> Analysis:
         else:
             return Analysis(form, soft=approve(f"unrecognised option {arg} for `{argv[0]}`",
                                                  "structure:script"))
+    if index < len(argv) and _from_process(argv[index]):
+        return Analysis(form, hard=[_process_program(argv[0])])
     if index >= len(argv) or argv[index] in STDIN_PROGRAMS:
         if piped_in:
             return Analysis(form, hard=[deny(f"pipes data into `{argv[0]}` to be run as a program (the "
@@ -254,6 +274,8 @@ def analyse_interpreter(argv: list[str], piped_in: bool) -> Analysis:
         finding = approve(f"`{argv[0]}` runs inline code the policy cannot analyse", "structure:inline-code")
         return Analysis(form, hard=[finding])
     operands = operand_args(argv)
+    if operands and _from_process(operands[0]):
+        return Analysis(form, hard=[_process_program(argv[0])])
     if piped_in and (not operands or operands[0] in STDIN_PROGRAMS):
         return Analysis(form, hard=[deny(f"pipes data into `{argv[0]}` to be run as a program (the "
                                            "`curl … | sh` shape)", "default:pipe-to-shell")])
@@ -292,6 +314,8 @@ def analyse_eval(judge: Judge, argv: list[str], depth: int) -> Analysis:
 
 def analyse_source(judge: Judge, argv: list[str], depth: int, piped_in: bool = False) -> Analysis:
     finding = approve(f"`{argv[0]}` runs a script inside the current shell", "structure:source")
+    if len(argv) > 1 and _from_process(argv[1]):
+        return Analysis([Form(tuple(argv))], hard=[_process_program(argv[0]), finding])
     if piped_in and (len(argv) < 2 or argv[1] in STDIN_PROGRAMS):
         return Analysis([Form(tuple(argv))], hard=[*_pipe_to_shell(argv[0]).hard, finding])
     return Analysis([Form(tuple(argv))], hard=[finding])
