@@ -715,10 +715,12 @@ def test_find_start_points_actions_and_output_files(policy: CommandPolicy, comma
     # `<(…)` as data, not as the program, stays a question
     ("bash -s <(curl x)", ASK), ("bash run.sh <(ls)", ASK), ("python3 x.py <(ls)", ASK), ("diff <(ls) <(ls)", ASK),
     ("bash -c 'echo' <(ls)", ASK),
+    # what runs inside `<(…)`/`>(…)` is judged like any command
+    ("cat <(rm -rf /)", DENY), ("ls > >(rm -rf ~)", DENY), ("diff <(ls) <(reboot)", DENY),
 ])
 def test_a_program_read_from_a_process_substitution(policy: CommandPolicy, command: str,
                                                     expected: Decision) -> None:
     result = policy.evaluate(command)
     assert result.decision is expected, f"{command!r}: {result}"
-    if expected is DENY:
+    if expected is DENY and not command.startswith(("cat", "ls", "diff")):
         assert result.rule == "default:pipe-to-shell" and "`<(…)`" in result.reason, result
