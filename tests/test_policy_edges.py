@@ -724,3 +724,27 @@ def test_a_program_read_from_a_process_substitution(policy: CommandPolicy, comma
     assert result.decision is expected, f"{command!r}: {result}"
     if expected is DENY and not command.startswith(("cat", "ls", "diff")):
         assert result.rule == "default:pipe-to-shell" and "`<(…)`" in result.reason, result
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    # formatters are linters only in their checking mode, given literally before `--`
+    ("black --check .", ALLOW), ("black .", ASK), ("black -- --check", ASK), ("ruff format --check", ALLOW),
+    ("ruff format", ASK), ("ruff format -- --check", ASK), ("isort --check-only .", ALLOW), ("isort -c .", ALLOW),
+    ("isort .", ASK), ("prettier --check .", ALLOW), ("prettier -l .", ALLOW), ("prettier --check --write .", ASK),
+    ("prettier .", ASK), ("prettier -- --check", ASK),
+])
+def test_formatters_are_allowed_only_in_check_mode(policy: CommandPolicy, command: str, expected: Decision) -> None:
+    assert policy.evaluate(command).decision is expected, policy.evaluate(command)
+
+
+@pytest.mark.parametrize(("arg", "option", "may"), [
+    ("--output", "--output", True), ("--outp", "--output", True), ("--o", "--output", True),
+    ("--output=x", "--output", True), ("--", "--output", False), ("--outputs", "--output", False),
+    ("-o", "--output", False), ("-uo", "-o", True), ("-oFILE", "-o", True), ("-u", "-o", False),
+    ("--output", "-o", False), ("--delete", "-delete", True), ("-delete", "-delete", True),
+    ("-del", "-delete", False), ("-deletex", "-delete", False),
+])
+def test_could_be_option_errs_towards_yes_but_not_blindly(arg: str, option: str, may: bool) -> None:
+    from runner.policy.rules import could_be_option
+
+    assert could_be_option(arg, option) is may
