@@ -116,12 +116,19 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
-def render(snapshot: Path, equivalents_path: Path) -> str:
+def render(snapshot: Path, equivalents_path: Path, earlier: Path | None = None) -> str:
     statuses = {}
     for line in mutmut(snapshot, "results", "--all", "true").splitlines():
         name, _, status = line.strip().partition(": ")
         if name:
             statuses[name] = status
+    if earlier is not None:
+        # `mutmut run NAMES` keeps only the named mutants' results: the rest come from the saved listing of the
+        # run before it (`mutmut results --all true` output), so a re-run of the survivors keeps earlier kills
+        for line in earlier.read_text().splitlines():
+            name, _, status = line.strip().partition(": ")
+            if name and statuses.get(name, "not checked") == "not checked":
+                statuses[name] = status
     module_files = sorted({str(p.relative_to(snapshot / "mutants")).removesuffix(".meta")
                            for p in (snapshot / "mutants" / "runner").rglob("*.py.meta")})
     equivalents = read_equivalents(equivalents_path)
@@ -214,8 +221,10 @@ def main() -> int:
     parser.add_argument("--snapshot", type=Path, required=True)
     parser.add_argument("--equivalents", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--earlier", type=Path, default=None,
+                        help="`mutmut results --all true` saved before a `mutmut run NAMES` re-run")
     args = parser.parse_args()
-    section = render(args.snapshot, args.equivalents)
+    section = render(args.snapshot, args.equivalents, args.earlier)
     document = args.output.read_text() if args.output.exists() else f"# Mutation testing\n\n{BEGIN}\n{END}\n"
     if BEGIN not in document or END not in document:
         print(f"mutation: {args.output} has no '{BEGIN}' ... '{END}' section to write into", file=sys.stderr)
