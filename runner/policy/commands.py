@@ -227,8 +227,7 @@ def analyse_shell(judge: Judge, argv: list[str], depth: int, piped_in: bool) -> 
                            "automatically", "structure:nested-shell")
         return Analysis(form, hard=[finding, judge.nested(script, depth, f"`{argv[0]} -c`")])
     if piped_in and reads_stdin:
-        return Analysis(form, hard=[deny(f"pipes data into `{argv[0]}` to be run as a program (the "
-                                           "`curl … | sh` shape)", "default:pipe-to-shell")])
+        return Analysis(form, hard=_pipe_to_shell(argv[0]).hard)
     return Analysis(form, soft=approve(f"`{argv[0]}` runs a shell script or an interactive shell",
                                          "structure:script"))
 
@@ -277,8 +276,7 @@ def analyse_interpreter(argv: list[str], piped_in: bool) -> Analysis:
     if operands and _from_process(operands[0]):
         return Analysis(form, hard=[_process_program(argv[0])])
     if piped_in and (not operands or operands[0] in STDIN_PROGRAMS):
-        return Analysis(form, hard=[deny(f"pipes data into `{argv[0]}` to be run as a program (the "
-                                           "`curl … | sh` shape)", "default:pipe-to-shell")])
+        return Analysis(form, hard=_pipe_to_shell(argv[0]).hard)
     return Analysis(form, soft=approve(f"`{argv[0]}` runs a script", "structure:script"))
 
 def analyse_wrapper(judge: Judge, argv: list[str], depth: int, piped_in: bool) -> Analysis:
