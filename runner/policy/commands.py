@@ -261,8 +261,7 @@ def analyse_python(argv: list[str], piped_in: bool) -> Analysis:
         return Analysis(form, hard=[_process_program(argv[0])])
     if index >= len(argv) or argv[index] in STDIN_PROGRAMS:
         if piped_in:
-            return Analysis(form, hard=[deny(f"pipes data into `{argv[0]}` to be run as a program (the "
-                                               "`curl … | sh` shape)", "default:pipe-to-shell")])
+            return Analysis(form, hard=_pipe_to_shell(argv[0]).hard)
         return Analysis(form, soft=approve(f"`{argv[0]}` reads a program from stdin or starts a REPL",
                                              "structure:script"))
     return Analysis(form, soft=approve(f"runs the Python script {argv[index]}", "structure:script"))
