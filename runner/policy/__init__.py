@@ -41,10 +41,10 @@ from pathlib import Path
 from runner.policy.analysis import MAX_NESTING
 from runner.policy.analysis import Evaluator as _Evaluator
 from runner.policy.policyfile import PolicyFileError, load_rules
-from runner.policy.rules import DEFAULT_RULES, Rule
+from runner.policy.rules import Rule, default_rules
 from runner.policy.verdict import Decision, PolicyResult, deny, one_line
 
-__all__ = ["DEFAULT_RULES", "MAX_NESTING", "CommandPolicy", "Decision", "PolicyFileError", "PolicyResult", "Rule"]
+__all__ = ["MAX_NESTING", "CommandPolicy", "Decision", "PolicyFileError", "PolicyResult", "Rule", "default_rules"]
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ class CommandPolicy:
 
     def __init__(self, rules: Iterable[Rule] = ()) -> None:
         self._extra = tuple(rules)
-        self._evaluator = _Evaluator((*DEFAULT_RULES, *self._extra))
+        self._defaults = default_rules()
+        self._evaluator = _Evaluator((*self._defaults, *self._extra))
 
     @classmethod
     def default(cls) -> CommandPolicy:
@@ -89,4 +90,4 @@ class CommandPolicy:
                         "policy fails closed", "internal-error")
 
     def __repr__(self) -> str:
-        return f"CommandPolicy({len(DEFAULT_RULES)} default rules + {len(self._extra)} extra)"
+        return f"CommandPolicy({len(self._defaults)} default rules + {len(self._extra)} extra)"

@@ -62,6 +62,7 @@ class Evaluator:
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = tuple(rules)
+        self.wrappers = commands.wrapper_specs()
 
     # --- whole command lines ------------------------------------------------------------------------------
 
@@ -224,7 +225,7 @@ class Evaluator:
             return commands.analyse_python(argv, piped_in)
         if name in commands.INTERPRETERS:
             return commands.analyse_interpreter(argv, piped_in)
-        if name in commands.WRAPPERS:
+        if name in self.wrappers:
             return commands.analyse_wrapper(self, argv, depth, piped_in)
         if name == "env":
             return commands.analyse_env(self, argv, depth, piped_in)

@@ -5,7 +5,7 @@ no rule matches; the wrapped or nested command is judged as well, through the Ju
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -20,7 +20,11 @@ INTERPRETERS = {"perl": ("-e", "-E"), "ruby": ("-e",), "node": ("-e", "-p", "--e
 
 
 class Judge(Protocol):
-    """What a handler needs from the evaluator: judging a nested command line or a wrapped argv."""
+    """What a handler needs from the evaluator: judging a nested command line or a wrapped argv, and the wrapper
+    specs in force."""
+
+    @property
+    def wrappers(self) -> Mapping[str, _WrapperSpec]: ...
 
     def nested(self, command: str, depth: int, where: str) -> PolicyResult: ...
 
@@ -68,22 +72,25 @@ def _spec(flags: str = "", valued: str = "", optional: str = "", positionals: in
                         positionals, numeric)
 
 
-WRAPPERS = {
-    "timeout": _spec("--preserve-status --foreground -v --verbose", "-s --signal -k --kill-after", positionals=1),
-    "nice": _spec(valued="-n --adjustment", numeric=True),
-    "nohup": _spec(),
-    "stdbuf": _spec(valued="-i -o -e --input --output --error"),
-    "time": _spec("-p -v -a -q --portability --verbose --append --quiet", "-f --format -o --output"),
-    "command": _spec("-p -v -V"),
-    "builtin": _spec(),
-    "exec": _spec("-c -l", "-a"),
-    "setsid": _spec("-c -f -w --ctty --fork --wait"),
-    "ionice": _spec("-t --ignore", "-c -n --class --classdata"),
-    "xargs": _spec("-0 --null -r --no-run-if-empty -t --verbose -p --interactive -x --exit -o --open-tty "
-                   "--replace --eof --max-lines",
-                   "-a --arg-file -d --delimiter -E -I -L -n --max-args -P --max-procs -s --max-chars "
-                   "--process-slot-var", "-e -i -l"),
-}
+def wrapper_specs() -> dict[str, _WrapperSpec]:
+    """The commands that run another command, and how their options are read. Built per policy (like the rule
+    table), so that the specs are code that runs under test rather than a table made at import."""
+    return {
+        "timeout": _spec("--preserve-status --foreground -v --verbose", "-s --signal -k --kill-after", positionals=1),
+        "nice": _spec(valued="-n --adjustment", numeric=True),
+        "nohup": _spec(),
+        "stdbuf": _spec(valued="-i -o -e --input --output --error"),
+        "time": _spec("-p -v -a -q --portability --verbose --append --quiet", "-f --format -o --output"),
+        "command": _spec("-p -v -V"),
+        "builtin": _spec(),
+        "exec": _spec("-c -l", "-a"),
+        "setsid": _spec("-c -f -w --ctty --fork --wait"),
+        "ionice": _spec("-t --ignore", "-c -n --class --classdata"),
+        "xargs": _spec("-0 --null -r --no-run-if-empty -t --verbose -p --interactive -x --exit -o --open-tty "
+                       "--replace --eof --max-lines",
+                       "-a --arg-file -d --delimiter -E -I -L -n --max-args -P --max-procs -s --max-chars "
+                       "--process-slot-var", "-e -i -l"),
+    }
 
 
 def _skip_option(argv: Sequence[str], index: int, spec: _WrapperSpec) -> int | None:
@@ -280,7 +287,7 @@ def analyse_interpreter(argv: list[str], piped_in: bool) -> Analysis:
 
 def analyse_wrapper(judge: Judge, argv: list[str], depth: int, piped_in: bool) -> Analysis:
     name = argv[0]
-    inner = _unwrap(argv, WRAPPERS[name])
+    inner = _unwrap(argv, judge.wrappers[name])
     if inner is None:
         finding = approve(f"the options of `{name}` are not understood, so the command it runs is unknown",
                            "structure:wrapper")
