@@ -199,6 +199,7 @@ def _write_all(repo: Path, deletions: list[PlannedChange], writes: list[PlannedC
             _unchanged_since_plan(repo, change)
             touched.append(change.path)
             created_dirs += _make_parents(repo, change.path)
+            removed_dirs += _empty_dir_in_the_way(repo, change.path)
             _write(repo, change.path, change.after)
             if after_write:
                 after_write(change.path)
@@ -260,6 +261,18 @@ def _prune_empty_parents(repo: Path, path: str) -> list[_RemovedDir]:
         removed.append(_RemovedDir(parent, stat.S_IMODE(st.st_mode), (st.st_uid, st.st_gid)))
         parent = parent.parent
     return removed
+
+
+def _empty_dir_in_the_way(repo: Path, path: str) -> list[_RemovedDir]:
+    """The empty directory that _write is about to replace with the file: made again, as it was, on rollback."""
+    full = repo / path
+    try:
+        st = os.lstat(full)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    if not stat.S_ISDIR(st.st_mode) or any(os.scandir(full)):
+        return []
+    return [_RemovedDir(full, stat.S_IMODE(st.st_mode), (st.st_uid, st.st_gid))]
 
 
 def _make_parents(repo: Path, path: str) -> list[Path]:
