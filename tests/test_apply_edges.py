@@ -426,7 +426,7 @@ def test_a_write_killed_with_sigkill_is_put_back_by_the_next_smol_command(
     assert {k: v for k, v in tree_fingerprint(repo, include_git=False).items() if k != "new"} == before
 
 
-# --- a real gap (found by mutation testing, fixed in apply._empty_dir_in_the_way) --------------------------------------------------------------------------------------------------
+# --- a real gap (found by mutation testing, fixed in apply._empty_dir_in_the_way) -----------------------------------
 
 def test_rollback_puts_back_an_empty_directory_the_write_replaced_with_a_file(repo: Path) -> None:
     """An empty directory where the agent's change puts a file is replaced (test_promote_apply). When a later write
