@@ -156,8 +156,7 @@ def test_a_submodule_in_head_is_not_a_file_and_does_not_hide_the_paths_after_it(
     assert head_states(repo, ["sub", "zz.txt"]) == (head(repo), {"sub": None, "zz.txt": f("last\n")})
 
 
-@pytest.mark.xfail(strict=True, reason="bug: commit_plan adds `dir` to the index before it removes `dir/c.txt` "
-                                       "(git refuses a file and a directory of one name); fix-land-1.diff")
+# Found by mutation testing (failed before land.commit_plan took deletions first).
 def test_a_directory_the_agent_turns_into_a_file_lands_as_a_commit(repo: Path) -> None:
     """`--land worktree` writes this change (deletions first); `--land commit` must land it too, and the directory
     that HEAD holds at that path is not the user's uncommitted work."""
@@ -449,3 +448,38 @@ def test_a_temporary_that_cannot_be_removed_does_not_stop_the_recovery(tmp_path:
     assert recover(lambda message: None) == 1
     assert (repo / "a.txt").read_bytes() == b"before\n" and not journal.exists()
     assert stat.S_ISREG(os.lstat(repo / ".a.txt.smol-tmp").st_mode)
+
+
+@pytest.fixture
+def worktree_config(repo: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`core.worktree` set in the repository's config (as git sets it for a submodule's repository) and the
+    temporary directory inside the work tree (TMPDIR=./build/tmp): git then reads paths as relative to that
+    directory unless told they are from the top."""
+    git(repo, "config", "core.worktree", str(repo))
+    inside = repo / "build" / "tmp"  # ignored by the repo's .gitignore
+    inside.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(inside))
+    return repo
+
+
+def test_paths_are_read_from_the_top_of_the_tree_whatever_the_temporary_directory(worktree_config: Path) -> None:
+    repo = worktree_config
+    assert head_states(repo, ["a.txt", "dir/c.txt"]) == (head(repo), {"a.txt": f("one\ntwo\nthree\n"),
+                                                                      "dir/c.txt": f("sea\n")})
+    commit, note = land_on_current_branch(repo, plan_of(repo, {"a.txt": (f("one\ntwo\nthree\n"), f("x\n"))}), "x")
+    assert note is None and head(repo) == commit and (repo / "a.txt").read_text() == "x\n"
+
+
+@pytest.mark.xfail(strict=True, reason="bug: diff-index reads the paths relative to the temporary directory when "
+                                       "it is inside a core.worktree; fix-land-2.diff")
+def test_staged_work_is_seen_whatever_the_temporary_directory(worktree_config: Path) -> None:
+    """The user staged an edit of b.txt and then put the file back: landing an agent's edit of b.txt would
+    overwrite the staged version in the index, so it is refused."""
+    repo = worktree_config
+    (repo / "b.txt").write_text("staged\n")
+    git(repo, "add", "b.txt")
+    (repo / "b.txt").write_text("bee\n")
+    before = head(repo)
+    with pytest.raises(PromotionError, match="b.txt"):
+        land_on_current_branch(repo, plan_of(repo, {"b.txt": (f("bee\n"), f("B\n"))}), "x")
+    assert head(repo) == before and git(repo, "diff", "--cached", "--name-only") == "b.txt\n"

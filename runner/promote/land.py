@@ -64,7 +64,9 @@ class _RepoGit:
         with tempfile.TemporaryDirectory(prefix="smol-index-") as scratch:
             index = {"GIT_INDEX_FILE": str(Path(scratch, "index"))}
             self.run("read-tree", parent, extra=index)
-            for change in plan.changes:
+            # Deletions first: a file may take the place of a directory whose files the plan removes, and git's
+            # index refuses a file and a directory of one name.
+            for change in sorted(plan.changes, key=lambda change: change.after is not None):
                 if change.after is None:
                     self.run("update-index", "--force-remove", "--", change.path, extra=index)
                     entries.append((change.path, None))
