@@ -470,8 +470,7 @@ def test_paths_are_read_from_the_top_of_the_tree_whatever_the_temporary_director
     assert note is None and head(repo) == commit and (repo / "a.txt").read_text() == "x\n"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: diff-index reads the paths relative to the temporary directory when "
-                                       "it is inside a core.worktree; fix-land-2.diff")
+# Found by mutation testing (failed before _RepoGit named its own work tree).
 def test_staged_work_is_seen_whatever_the_temporary_directory(worktree_config: Path) -> None:
     """The user staged an edit of b.txt and then put the file back: landing an agent's edit of b.txt would
     overwrite the staged version in the index, so it is refused."""

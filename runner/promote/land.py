@@ -36,8 +36,12 @@ class _RepoGit:
 
     def call(self, *args: str, data: bytes | None = None, extra: dict[str, str] | None = None) \
             -> subprocess.CompletedProcess[bytes]:
+        # The directory git runs in is its work tree, named as such: a `core.worktree` in the repository's config
+        # would otherwise make git read every path relative to wherever the temporary directory is inside it.
+        # No command here reads or writes a work tree.
+        directory = tempfile.gettempdir()
         return subprocess.run([*self.git, *args], input=data, capture_output=True, check=False,
-                              env={**self.env, **(extra or {})}, cwd=tempfile.gettempdir())
+                              env={**self.env, "GIT_WORK_TREE": directory, **(extra or {})}, cwd=directory)
 
     def run(self, *args: str, data: bytes | None = None, extra: dict[str, str] | None = None) -> str:
         result = self.call(*args, data=data, extra=extra)
