@@ -231,6 +231,13 @@ def test_dotgit_followed_by_malformed_utf8_is_dotgit_as_in_git(raw: bytes, tmp_p
     assert touches_dotgit(name + "/config")
 
 
+@pytest.mark.parametrize("name", [".git\ud800", ".g\udbffit", "\udfff.git"])
+def test_a_name_that_is_dotgit_once_lone_surrogates_are_dropped_is_dotgit(name: str) -> None:
+    # Names from the model's JSON may hold any lone surrogate (`"\\ud800"` is valid JSON); they are invisible
+    # once escaped away, so the agent's tools must treat such a name as `.git` too.
+    assert touches_dotgit(name + "/config")
+
+
 @pytest.mark.parametrize("path", ["XXXX", "empty", "x"])
 def test_ordinary_short_names_are_plain_paths(path: str, tmp_path: Path) -> None:
     assert path_problem(path) is None
@@ -295,6 +302,15 @@ def test_a_patch_failing_on_a_non_utf8_name_is_refused_with_git_s_reason(tmp_pat
     assert "patch failed: caf" in str(caught.value)
 
 
+def test_a_failing_patch_is_refused_naming_the_file_not_a_whitespace_warning(tmp_path: Path) -> None:
+    # The refusal quotes git's first line; warnings about trailing whitespace in the patch must not push the
+    # actual failure (which file did not apply) out of it.
+    patch = (f"diff --git a/a.txt b/a.txt\nindex {BLOB}..{BLOB2} 100644\n--- a/a.txt\n+++ b/a.txt\n"
+             "@@ -1 +1 @@\n-zero\n+one  \n").encode()
+    with pytest.raises(PatchMismatchError, match="patch failed: a.txt"):
+        derive_final(files({"a.txt": b"not zero\n"}), patch, ["a.txt"])
+
+
 def _failing_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, subcommand: str, message: bytes) -> None:
     """Put a `git` first on the derivation's PATH that fails `subcommand` with `message` (a full disk, a broken
     install, a killed process) and runs the real git for everything else."""
@@ -333,8 +349,7 @@ def test_git_apply_failing_silently_is_still_refused(tmp_path: Path, monkeypatch
         derive_final(files(before), patch, ["a.txt"])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a gitlink in the patch makes derive_final crash with ValueError "
-                                       "(cat-file says 'missing' for the commit) instead of refusing it")
+# Found by mutation testing: derive_final crashed with ValueError (cat-file reads the commit as missing).
 def test_a_submodule_entry_is_refused_by_the_derivation_not_crashed_on() -> None:
     # The guard only flags gitlinks, so a user can say yes to one; the derivation must then refuse it cleanly
     # (the promotion flow only turns PatchMismatchError into "refused").

@@ -104,6 +104,10 @@ def derive_final(base: dict[str, FileState | None], patch: bytes, paths: list[st
         if unlisted:
             # git read the patch as touching a path our reader did not list: the review would not match the write
             raise PatchMismatchError(f"git reads the patch as changing {unlisted[0]!r}, which the review did not show")
+        odd = [p for p in paths if p in staged and staged[p][0] != "120000" and staged[p][0] not in _MODES]
+        if odd:  # a gitlink (submodule) names a commit, not a blob: nothing smol could write (the guard only asks)
+            raise PatchMismatchError(f"{odd[0]}: the patch makes it a {staged[odd[0]][0]} entry, which smol never "
+                                     "writes")
         wanted = [staged[p] for p in paths if p in staged]
         blobs = _read_blobs(env, scratch, sorted({sha for _, sha in wanted}))
     final: dict[str, FileState | None] = {}
@@ -112,12 +116,8 @@ def derive_final(base: dict[str, FileState | None], patch: bytes, paths: list[st
             final[path] = None
             continue
         mode, sha = staged[path]
-        if mode == "120000":
-            final[path] = FileState("symlink", blobs[sha])
-        elif mode in _MODES:
-            final[path] = FileState("file", blobs[sha], _MODES[mode])
-        else:  # a gitlink (submodule) cannot be written as a file: the guard refuses these before we get here
-            raise PatchMismatchError(f"{path}: the patch makes it a {mode} entry, which smol never writes")
+        final[path] = FileState("symlink", blobs[sha]) if mode == "120000" else FileState("file", blobs[sha],
+                                                                                          _MODES[mode])
     return final
 
 
