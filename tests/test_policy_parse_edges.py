@@ -176,7 +176,7 @@ def test_find_actions_anywhere_on_the_line_are_judged(policy: CommandPolicy, com
     judged(policy, command, expected)
 
 
-# Found by mutation testing: these were REQUIRE_APPROVAL (start points misread) before tools.analyse_find's fix.
+# Found by mutation testing: every case failed before tools.analyse_find read the start points as GNU find does.
 @pytest.mark.parametrize("command", ["find . '!/../..' -delete", "find '(/../..' -delete", "find -O3 / -delete",
                                      "find -D tree ~ -delete", "find -L -O1 .. -name x -delete"])
 def test_find_delete_under_a_start_point_the_policy_misread_is_denied(policy: CommandPolicy, command: str) -> None:

@@ -24,11 +24,16 @@ core.sshCommand, include.path, …) may, so it is denied. Even these need approv
 def analyse_find(judge: Judge, argv: list[str], depth: int) -> Analysis:
     hard: list[PolicyResult] = []
     starts = []
-    for arg in argv[1:]:
-        if arg.startswith(("-", "(", "!")) and arg not in ("-H", "-L", "-P"):
-            break
-        if arg not in ("-H", "-L", "-P"):
-            starts.append(arg)
+    args = iter(argv[1:])
+    for arg in args:
+        if arg in ("-H", "-L", "-P") or re.fullmatch(r"-O\d*", arg):
+            continue  # options before the start points (`-O3`: optimisation level)
+        if arg == "-D":
+            next(args, None)  # `-D debugopts`
+            continue
+        if arg in ("(", "!", ")", ",") or (arg.startswith("-") and arg != "-"):
+            break  # where GNU find's expression starts (looks_like_expression): `!x`, `(x` and `-` are paths
+        starts.append(arg)
     index = 1
     while index < len(argv):
         arg = argv[index]
