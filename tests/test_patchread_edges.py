@@ -212,8 +212,7 @@ def test_a_line_smuggled_after_binary_files_differ_is_refused(tmp_path: Path) ->
     assert [(c.path, c.binary) for c in changes] == [("x.bin", True), ("ok", False), ("y.bin", True)]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a new (deleted) file whose hunk has context lines is read; git refuses "
-                                       "it ('depends on old contents' / 'still has contents')")
+# Found by mutation testing: both patches were read (and the link target took the context line) before the fix.
 def test_a_new_or_deleted_file_with_context_lines_is_refused(tmp_path: Path) -> None:
     # The context line is not counted as added, yet a new symlink's target is read with it: the reviewer's view
     # (one added line) and the content disagree, for a patch git would never produce or apply.

@@ -161,10 +161,12 @@ class _Parser:
             is_deleted = is_deleted or plus is None
         old_path, new_path, kind, similarity = self.names(headers, header_names, minus, plus, is_new, is_deleted,
                                                           bool(hunks) or binary, old_mode, new_mode, start)
-        if is_new and removed:
-            raise self.fail("a new file with removed lines", start)
-        if is_deleted and added:
-            raise self.fail("a deleted file with added lines", start)
+        # The hunks' old/new counts include context lines: a new file has no old line at all, not even as context
+        # (git: "new file depends on old contents"), and a deleted file no new line (git: "still has contents").
+        if is_new and any(hunk.old_count for hunk in hunks):
+            raise self.fail("a new file with removed or context lines", start)
+        if is_deleted and any(hunk.new_count for hunk in hunks):
+            raise self.fail("a deleted file with added or context lines", start)
 
         target: str | None = None
         if new_mode == SYMLINK and not is_deleted:
