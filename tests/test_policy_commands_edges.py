@@ -228,8 +228,7 @@ def test_killing_every_process_is_refused(policy: CommandPolicy, command: str) -
     assert policy.evaluate(command).decision is DENY
 
 
-@pytest.mark.xfail(strict=True, reason="bug: `kill -1 PID` sends SIGHUP to one process, yet is denied as "
-                                       "'signals every process' (see /tmp/helpers/fix-commands-1.diff)")
+# Found by mutation testing: this was DENY ("signals every process") before rules._kills_everything's fix.
 def test_a_numbered_signal_to_one_process_is_not_killing_everything(policy: CommandPolicy) -> None:
     assert policy.evaluate("kill -1 1234").decision is ASK
 

@@ -140,8 +140,9 @@ def _targets_escape(argv: Sequence[str]) -> bool:
 
 
 def _kills_everything(argv: Sequence[str]) -> bool:
-    """`kill -9 -1` (or `kill -- -1`) signals every process the user may signal."""
-    return "-1" in argv[1:]
+    """`kill -9 -1` (or `kill -- -1`) signals every process the user may signal. A first argument `-1` is a
+    signal number (`kill -1 1234` sends SIGHUP to one process), so only later arguments can be the pid -1."""
+    return "-1" in argv[2:]
 
 
 def _is_mkfs(argv: Sequence[str]) -> bool:
