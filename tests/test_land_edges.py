@@ -11,6 +11,7 @@ way (a running promotion, an unreadable path, a file removed meanwhile, a tempor
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Callable
@@ -482,3 +483,21 @@ def test_staged_work_is_seen_whatever_the_temporary_directory(worktree_config: P
     with pytest.raises(PromotionError, match="b.txt"):
         land_on_current_branch(repo, plan_of(repo, {"b.txt": (f("bee\n"), f("B\n"))}), "x")
     assert head(repo) == before and git(repo, "diff", "--cached", "--name-only") == "b.txt\n"
+
+
+def test_an_index_refresh_that_fails_without_a_word_still_says_how_to_fix_it(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """git can die without printing anything (killed, out of memory): the commit stands, and the note names the
+    command that puts the index right."""
+    real = shutil.which("git")
+    assert real is not None
+    fake = tmp_path / "bin" / "git"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\n"  # the refresh of the user's index (not smol's private one) fails silently
+                    'for a in "$@"; do [ "$a" = update-index ] && [ -z "$GIT_INDEX_FILE" ] && exit 1; done\n'
+                    f'exec {real} "$@"\n')
+    fake.chmod(0o755)
+    monkeypatch.setitem(apply_module.GIT_ENV, "PATH", f"{fake.parent}{os.pathsep}{apply_module.GIT_ENV['PATH']}")
+    commit, note = land_on_current_branch(repo, plan_of(repo, {"a.txt": (f("one\ntwo\nthree\n"), f("x\n"))}), "x")
+    assert head(repo) == commit and (repo / "a.txt").read_text() == "x\n"
+    assert note is not None and note.endswith("run `git reset -q -- a.txt`")
