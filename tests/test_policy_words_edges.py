@@ -1,0 +1,192 @@
+"""How the command policy reads a shell word and a here-document, at the edges mutation testing found untested
+(see MUTATION.md): backslashes inside double quotes, multi-line strings around an expansion, nested backticks,
+substitutions hidden inside `${…}`, here-document bodies that expand, continue or end early.
+
+Each case is a command an agent could send; the decision is the contract. A dangerous command hidden by unusual
+quoting or an expansion must not become ALLOW (nor escape its DENY); a harmless one read the way bash reads it
+must not become DENY or a question."""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.policy import CommandPolicy, Decision, PolicyResult
+
+ALLOW, ASK, DENY = Decision.ALLOW, Decision.REQUIRE_APPROVAL, Decision.DENY
+
+
+@pytest.fixture(scope="module")
+def policy() -> CommandPolicy:
+    return CommandPolicy()
+
+
+def judge(policy: CommandPolicy, command: str) -> PolicyResult:
+    return policy.evaluate(command)
+
+
+# --- double-quoted strings ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [
+    pytest.param('echo "a \\"quoted\\" word"', id="escaped-quotes-inside"),
+    pytest.param('echo "say \\"hi\\""', id="escaped-quote-last"),
+    pytest.param('echo "back\\\\slash"', id="escaped-backslash-inside"),
+    pytest.param('echo "dir\\\\"', id="escaped-backslash-last"),
+    pytest.param('echo "C:\\temp"', id="backslash-before-an-ordinary-character-stays"),
+    pytest.param('echo "X marks the spot"', id="plain-text"),
+    pytest.param('echo ""', id="empty-string"),
+    pytest.param('echo "" x', id="empty-string-then-a-word"),
+    pytest.param('echo "{a,b}"', id="quoted-braces-are-not-brace-expansion"),
+])
+def test_a_harmless_double_quoted_argument_is_read_like_bash_and_allowed(policy: CommandPolicy,
+                                                                           command: str) -> None:
+    # bash removes the backslash only before $ ` " \ and newline; shlex agrees on these, so the two readings
+    # match and a read-only command runs without a prompt. A misread escape would turn it into a question.
+    result = judge(policy, command)
+    assert result.decision is ALLOW, result
+
+
+def test_a_backslash_newline_inside_double_quotes_cannot_hide_a_parent_directory(policy: CommandPolicy) -> None:
+    # bash joins ".\<newline>./x" into "../x": the parent directory, which `rm -rf` must never touch.
+    result = judge(policy, 'rm -rf ".\\\n./x"')
+    assert result.decision is DENY
+    assert result.rule == "default:destructive"
+
+
+@pytest.mark.parametrize("command", [
+    pytest.param('echo "Done:\n$RESULT"', id="newline-between-text-and-expansion"),
+    pytest.param('echo "\n$RESULT"', id="newline-before-expansion"),
+    pytest.param('echo "$RESULT\n"', id="newline-after-expansion"),
+    pytest.param('git commit -m "Fix the parser\n\nSee $URL"', id="commit-message"),
+])
+def test_a_multi_line_string_with_a_variable_is_a_question_not_an_internal_error(policy: CommandPolicy,
+                                                                                   command: str) -> None:
+    # The grammar leaves the newlines next to an expansion outside every child node; the reader must still
+    # take them as text. A multi-line message with a variable is ordinary and needs approval for the variable.
+    result = judge(policy, command)
+    assert result.decision is ASK, result
+    assert result.rule == "structure:expansion"
+
+
+def test_a_newline_that_opens_a_string_belongs_to_the_word(policy: CommandPolicy) -> None:
+    # bash passes "\n/home/u": a relative name starting with a newline, not the home directory. Dropping the
+    # newline would make the policy judge a different path than the one that is removed.
+    result = judge(policy, 'rm -rf "\n$HOME"')
+    assert result.decision is ASK, result
+    assert result.rule != "default:destructive"
+
+
+# --- assignments ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", ["LANG=C ls; pwd", "ls; LANG=C ls", "ls && FOO=1 ls"])
+def test_an_assignment_prefix_in_a_command_list_is_a_question(policy: CommandPolicy, command: str) -> None:
+    # The verdict names the part it comes from, which needs the assignment's place in the line.
+    result = judge(policy, command)
+    assert result.decision is ASK, result
+    assert result.rule == "structure:assignment"
+
+
+# --- command substitutions inside words ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [
+    pytest.param("echo `echo \\`rm -rf /\\``", id="escaped-backticks-nest"),
+    pytest.param("echo `rm -rf \\$HOME`", id="escaped-dollar-in-backticks"),
+    pytest.param("echo ${x:-`rm -rf /`}", id="backticks-in-a-default"),
+    pytest.param('echo "a${x:-`rm -rf /`}"', id="backticks-in-a-quoted-default"),
+    pytest.param("echo ${x:-$(ls) $(rm -rf /)}", id="second-substitution-in-a-default"),
+    pytest.param('echo "${x:-$(ls) $(rm -rf /)}"', id="second-substitution-in-a-quoted-default"),
+])
+def test_a_destructive_command_inside_a_substitution_is_denied_for_what_it_does(policy: CommandPolicy,
+                                                                                 command: str) -> None:
+    # Inside backticks `\`` and `\$` are quote removal, so the inner command is `rm -rf /` (or $HOME), and every
+    # substitution in a `${x:-…}` runs, not only the first. The DENY must come from the command itself.
+    result = judge(policy, command)
+    assert result.decision is DENY, result
+    assert result.rule == "default:destructive"
+
+
+# --- here-documents ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [
+    pytest.param("cat <<EOF\n$(ls)\n$(rm -rf /)\nEOF\n", id="second-substitution"),
+    pytest.param("cat <<EOF\n${x}\n$(rm -rf /)\nEOF\n", id="after-a-parameter"),
+    pytest.param("cat <<EOF\n`ls`\nx `rm -rf /`\nEOF\n", id="second-backticks"),
+    pytest.param("cat <<EOF\n${x:-$(ls) $(rm -rf /)}\nEOF\n", id="second-in-a-default"),
+])
+def test_every_substitution_of_an_expanding_here_document_is_judged(policy: CommandPolicy, command: str) -> None:
+    # bash runs every `$(…)` and backtick of an unquoted here-document body; a harmless first one must not
+    # hide the next.
+    result = judge(policy, command)
+    assert result.decision is DENY, result
+    assert result.rule == "default:destructive"
+
+
+@pytest.mark.parametrize("command", [
+    "cat <<EOF\nhello $USER\nEOF\n", "cat <<EOF\n${HOME}\nEOF\n", "cat <<EOF\n$((1+2))\nEOF\n",
+])
+def test_an_expanding_here_document_is_flagged_as_an_expansion(policy: CommandPolicy, command: str) -> None:
+    # The reviewer is told the body is not plain data: bash substitutes into it before the command reads it.
+    result = judge(policy, command)
+    assert result.decision is ASK, result
+    assert result.rule == "structure:expansion"
+
+
+@pytest.mark.parametrize("command", [
+    "cat <<'EOF'\nhello $USER\nEOF\n", "cat <<EOF\nhello \\$USER\nEOF\n", "cat <<EOF\nhello\nEOF\n",
+])
+def test_a_here_document_that_expands_nothing_is_only_data(policy: CommandPolicy, command: str) -> None:
+    result = judge(policy, command)
+    assert result.decision is ASK, result
+    assert result.rule == "structure:heredoc"
+
+
+@pytest.mark.parametrize("command", [
+    pytest.param("cat <<EOF\n${x\nEOF\n", id="unterminated-parameter"),
+    pytest.param("cat <<EOF\n${(((((\nEOF\n", id="unterminated-parameter-with-parentheses"),
+    pytest.param("cat <<EOF\n$(echo hi\nEOF\n", id="unterminated-substitution"),
+    pytest.param("cat <<EOF\n`rm -rf /\nEOF\n", id="unterminated-backticks"),
+])
+def test_an_unbalanced_substitution_in_a_here_document_is_a_parse_error(policy: CommandPolicy,
+                                                                         command: str) -> None:
+    # bash would fail or read further than the policy did; the policy refuses to guess.
+    result = judge(policy, command)
+    assert result.decision is DENY, result
+    assert result.rule == "parse-error"
+
+
+@pytest.mark.parametrize("command", [
+    pytest.param("cat <<EOF\nx\n", id="no-delimiter-line"),
+    pytest.param("cat <<EOF\nEOF\\\n", id="delimiter-continued-into-the-end"),
+])
+def test_an_unterminated_here_document_is_a_parse_error(policy: CommandPolicy, command: str) -> None:
+    result = judge(policy, command)
+    assert result.decision is DENY, result
+    assert result.rule == "parse-error"
+
+
+def test_an_odd_run_of_backslashes_continues_a_here_document_line_past_the_delimiter(
+        policy: CommandPolicy) -> None:
+    # `ls \\\` ends in an escaped backslash and then a continuation: bash joins the next line, so that `EOF` is
+    # not the delimiter and `rm -rf /` is part of the script bash reads.
+    result = judge(policy, "bash <<EOF\nls \\\\\\\nEOF\nrm -rf /\nEOF\n")
+    assert result.decision is DENY, result
+    assert result.rule == "default:destructive"
+
+
+def test_a_continued_line_in_a_here_document_script_is_joined(policy: CommandPolicy) -> None:
+    # bash reads `rm -rf /\<newline>x` as `rm -rf /x`: a top-level directory, denied.
+    result = judge(policy, "bash <<EOF\nrm -rf /\\\nx\nEOF\n")
+    assert result.decision is DENY, result
+    assert result.rule == "default:destructive"
+
+
+@pytest.mark.parametrize("command", [
+    pytest.param("cat <<EOF\n\tEOF\nrm -rf /\nEOF\n", id="tab-indented-delimiter-in-plain-heredoc"),
+    pytest.param("cat <<-EOF\n  EOF\nrm -rf /\nEOF\n", id="space-indented-delimiter-in-dash-heredoc"),
+    pytest.param("cat <<-EOF\nXEOF\nrm -rf /\nEOF\n", id="prefixed-delimiter-in-dash-heredoc"),
+])
+def test_only_the_exact_delimiter_line_ends_a_here_document(policy: CommandPolicy, command: str) -> None:
+    # `<<` ends at a line that is exactly the delimiter and `<<-` strips leading tabs only: the `rm -rf /` line
+    # after a look-alike is data handed to `cat`, not a command.
+    result = judge(policy, command)
+    assert result.decision is ASK, result
+    assert result.rule == "structure:heredoc"
