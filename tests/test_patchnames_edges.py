@@ -95,7 +95,7 @@ FORGED_AT = GOOD.count(b"\n") + 1
 
 
 def block(header: str, *lines: str, hunk: bool = True, old: str = "x", new: str = "x") -> bytes:
-    """One hand-built block: `diff --git` line, extended headers, and a one-line modification hunk."""
+    """GOOD, then one hand-built block: `diff --git` line, extended headers and (unless hunk=False) a one-line edit."""
     body = "".join(f"{line}\n" for line in lines)
     if hunk:
         body += f"--- {old}\n+++ {new}\n@@ -1 +1 @@\n-a\n+b\n"
