@@ -26,11 +26,6 @@ END = "<!-- mutation:end -->"
 KILLED = {"killed", "timeout", "caught by type check"}
 """A mutant that makes a test fail, hang past mutmut's limit (an infinite loop) or fail type checking is caught."""
 
-IMPORT_TIME: frozenset[str] = frozenset()
-"""Functions that only run while their module is imported: mutmut forks every mutant from a process that has
-imported the module already, so no test could see their mutants. None are left: the default rule table and the
-wrapper specs used to be built at import and are now built per CommandPolicy."""
-
 _LITERAL = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'")
 
 PARTIAL_SCOPE = {
@@ -48,7 +43,6 @@ class Module:
     equivalent: list[str] = field(default_factory=list)
     survivors: list[str] = field(default_factory=list)
     wording: list[str] = field(default_factory=list)
-    import_time: list[str] = field(default_factory=list)
 
 
 def is_wording(lines: list[str]) -> bool:
@@ -178,10 +172,6 @@ def render(snapshot: Path, equivalents_path: Path, earlier: Path | None = None) 
                 module.equivalent.append(f"- `{name}` {shown}: {why}")
                 continue
             stale.append(f"`{name}` changed since it was judged equivalent ({digest} != {fingerprint(lines)})")
-        if f"{path[:-3].replace('/', '.')}.{function}" in IMPORT_TIME:
-            module.statuses["import-time"] += 1
-            module.import_time.append(f"- `{name}` {shown}")
-            continue
         if is_wording(lines):
             module.statuses["wording"] += 1
             module.wording.append(f"- `{name}` {shown}")
@@ -191,8 +181,8 @@ def render(snapshot: Path, equivalents_path: Path, earlier: Path | None = None) 
 
     rev = (snapshot / ".source-rev").read_text().strip() if (snapshot / ".source-rev").exists() else "?"
     seconds = (snapshot / ".seconds").read_text().strip() if (snapshot / ".seconds").exists() else "?"
-    rows = ["| module | mutants | killed | survived | equivalent | wording | import-time | not run | kill rate |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| module | mutants | killed | survived | equivalent | wording | not run | kill rate |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
     total: Counter[str] = Counter()
     for module in sorted(modules.values(), key=lambda m: m.path):
         counts = module.statuses
@@ -203,8 +193,8 @@ def render(snapshot: Path, equivalents_path: Path, earlier: Path | None = None) 
         f"Run of {datetime.date.today().isoformat()} over `{rev}` on {machine()}; mutmut wall clock {seconds} s "
         f"(niced, shared machine). {out_of_scope} mutants of Docker-only code in base.py/runtime.py are out of "
         "scope (see above).", "", *rows, "",
-        "Kill rate = killed / (killed + survived): equivalent mutants, wording-only mutants, import-time mutants and "
-        "mutants not run are left out of it and listed below. A timeout counts as killed.", "",
+        "Kill rate = killed / (killed + survived): equivalent mutants, wording-only mutants and mutants not run are "
+        "left out of it (the first two are listed below). A timeout counts as killed.", "",
     ]
     if stale:
         text += ["### Stale equivalence entries (judge again)", "", *(f"- {s}" for s in stale), ""]
@@ -213,10 +203,9 @@ def render(snapshot: Path, equivalents_path: Path, earlier: Path | None = None) 
     text += [line for m in ordered for line in m.survivors] or ["none"]
     text += ["", "### Equivalent mutants", ""]
     text += [line for m in ordered for line in m.equivalent] or ["none"]
-    for title, attribute in (("Wording-only mutants", "wording"), ("Import-time mutants (not run)", "import_time")):
-        found = [line for m in ordered for line in getattr(m, attribute)]
-        text += ["", f"<details><summary>{title}: {len(found)}</summary>", "", *(found or ["none"]), "",
-                 "</details>"]
+    found = [line for m in ordered for line in m.wording]
+    text += ["", f"<details><summary>Wording-only mutants: {len(found)}</summary>", "", *(found or ["none"]), "",
+             "</details>"]
     return "\n".join(text)
 
 
@@ -224,7 +213,7 @@ def row(label: str, counts: Counter[str]) -> str:
     judged = counts["killed"] + counts["survived"]
     rate = f"{100 * counts['killed'] / judged:.1f} %" if judged else "–"
     return (f"| {label} | {sum(counts.values())} | {counts['killed']} | {counts['survived']} "
-            f"| {counts['equivalent']} | {counts['wording']} | {counts['import-time']} | {counts['not run']} "
+            f"| {counts['equivalent']} | {counts['wording']} | {counts['not run']} "
             f"| {rate} |")
 
 
