@@ -8,6 +8,8 @@ must not become DENY or a question."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from runner.policy import CommandPolicy, Decision, PolicyResult
@@ -190,3 +192,19 @@ def test_only_the_exact_delimiter_line_ends_a_here_document(policy: CommandPolic
     result = judge(policy, command)
     assert result.decision is ASK, result
     assert result.rule == "structure:heredoc"
+
+
+@pytest.mark.parametrize("command", [
+    pytest.param('echo "$MSG\n"', id="newline-after-the-variable"),
+    pytest.param('echo "$MSG\n\n"', id="blank-line-after-the-variable"),
+    pytest.param('echo "\n$MSG"', id="newline-before-the-variable"),
+])
+def test_a_user_regex_rule_sees_the_newlines_around_a_variable_in_a_string(tmp_path: Path, command: str) -> None:
+    # A user who denies multi-line arguments (say, to stop header or log injection) writes a regex on the
+    # re-quoted argv; the grammar leaves these newlines outside every child node, and the reader must keep them
+    # or the user's rule silently stops matching.
+    path = tmp_path / "policy.toml"
+    path.write_text('[[rule]]\nregex = "\\\\n"\ndecision = "deny"\nreason = "no multi-line arguments"\n')
+    result = CommandPolicy.from_file(path).evaluate(command)
+    assert result.decision is DENY, result
+    assert result.reason == "no multi-line arguments"
