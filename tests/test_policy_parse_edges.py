@@ -43,6 +43,26 @@ def test_a_shape_that_needs_approval_names_its_finding(policy: CommandPolicy, co
     assert (result.decision, result.rule) == (ASK, rule), result
 
 
+# --- functions: the fork-bomb shape --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", ["f() { eval f | eval f & }; f", "f() { timeout 1 bash -c f; eval f & }; f",
+                                     "a() { eval b & }; b() { eval a | eval a; }; a"])
+def test_a_function_that_runs_itself_through_eval_is_a_fork_bomb(policy: CommandPolicy, command: str) -> None:
+    # `eval f` runs the function f as surely as `f` does: a body that names the function as an argument counts.
+    result = policy.evaluate(command)
+    assert (result.decision, result.rule) == (DENY, "default:fork-bomb"), result
+
+
+@pytest.mark.xfail(strict=True, reason="bug: a function name quoted as an argument (`eval 'f'`) is not counted as a "
+                                       "call, so the fork bomb is only a question (fix-parse-2.diff)")
+@pytest.mark.parametrize("command", ["f() { eval 'f' | eval 'f' & }; f", 'f() { eval "f" | eval "f" & }; f',
+                                     "b() { eval 'a'; }; a() { b | b & }; a"])
+def test_a_function_that_runs_itself_through_eval_of_a_quoted_name_is_a_fork_bomb(policy: CommandPolicy,
+                                                                                  command: str) -> None:
+    result = policy.evaluate(command)
+    assert (result.decision, result.rule) == (DENY, "default:fork-bomb"), result
+
+
 # --- redirections ---------------------------------------------------------------------------------------------
 
 def test_the_question_about_a_redirection_says_whether_the_file_is_read_or_written(policy: CommandPolicy) -> None:
@@ -170,6 +190,10 @@ def test_words_the_grammar_hangs_on_a_redirected_group_are_judged_as_reading_the
     ("find / -exec ls \\; -delete", DENY),
     ("find ~ -exec true {} \\; -exec ls {} + -delete", DENY),
     ("find . -exec ls {} + -fprint /etc/passwd", DENY),
+    # options before the start points, with and without their value
+    ("find -D tree . -name '*.py'", ALLOW),
+    ("find -D", ALLOW),
+    ("find -O3 . -delete", ASK),
 ])
 def test_find_actions_anywhere_on_the_line_are_judged(policy: CommandPolicy, command: str,
                                                       expected: Decision) -> None:
@@ -183,6 +207,22 @@ def test_find_delete_under_a_start_point_the_policy_misread_is_denied(policy: Co
     # GNU find (findutils 4.9) reads only a lone `!` or `(` as the start of the expression (looks_like_expression):
     # `!/../..` is a path (through a directory named `!` the agent can create) that leads out of the working tree.
     # `-O3` and `-D debugopts` are options before the start points, like -H/-L/-P: `/` after them is a start.
+    judged(policy, command, DENY)
+
+
+@pytest.mark.parametrize("command", ["find - .. -delete", "find . - ~ -delete"])
+def test_find_delete_reads_a_lone_dash_as_a_start_point(policy: CommandPolicy, command: str) -> None:
+    # GNU find takes `-` alone as a file name: the start points after it are still start points.
+    judged(policy, command, DENY)
+
+
+@pytest.mark.xfail(strict=True, reason="bug (regression of 7803a2e): GNU find 4.9 reads a lone `,` or `)` before the "
+                                       "expression as a path, so the start points after it were missed "
+                                       "(fix-parse-3.diff)")
+@pytest.mark.parametrize("command", ["find , / -delete", "find . ')' ~ -delete", "find -O3 , .. -delete"])
+def test_find_delete_reads_a_lone_comma_or_closing_paren_as_a_start_point(policy: CommandPolicy,
+                                                                          command: str) -> None:
+    # `find , / -delete`: find says "‘,’: No such file or directory" and goes on to delete under /.
     judged(policy, command, DENY)
 
 
