@@ -181,7 +181,7 @@ def test_a_new_file_whose_old_side_names_a_file_is_refused(tmp_path: Path) -> No
 
 
 def test_a_minus_line_naming_another_file_is_refused(tmp_path: Path) -> None:
-    # git applies a `---` name of its own over the header's: the reviewer would see x, git would patch .git/config.
+    # git takes the `---` name over the header's: the reviewer would see x while git patches another file.
     patch = (HEAD + INDEX + " 100644\n--- a/.git/config\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n").encode()
     assert "disagree" in refusal(patch)
     assert not guard(patch, tmp_path).ok
