@@ -48,7 +48,7 @@ def load_error(tmp_path: Path, text: str | bytes) -> str:
 
 WRAPPED_HARMLESS = [
     # numeric adjustments, glued optional values, long-option abbreviations, `--`, trailing options: each spelling
-    # must lead to the wrapped `ls`/`make`, not back to the wrapper (which nests until "too deep" and denies)
+    # must lead to the wrapped `ls`/`make`; misreading where the wrapped command starts refuses an everyday command
     "nice -10 ls",
     "xargs -i{} ls",
     "xargs -l1 ls",
