@@ -53,8 +53,7 @@ def test_a_function_that_runs_itself_through_eval_is_a_fork_bomb(policy: Command
     assert (result.decision, result.rule) == (DENY, "default:fork-bomb"), result
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a function name quoted as an argument (`eval 'f'`) is not counted as a "
-                                       "call, so the fork bomb is only a question (fix-parse-2.diff)")
+# Found by mutation testing: a question before parse.py counted quoted words of the body as calls.
 @pytest.mark.parametrize("command", ["f() { eval 'f' | eval 'f' & }; f", 'f() { eval "f" | eval "f" & }; f',
                                      "b() { eval 'a'; }; a() { b | b & }; a"])
 def test_a_function_that_runs_itself_through_eval_of_a_quoted_name_is_a_fork_bomb(policy: CommandPolicy,
@@ -216,9 +215,7 @@ def test_find_delete_reads_a_lone_dash_as_a_start_point(policy: CommandPolicy, c
     judged(policy, command, DENY)
 
 
-@pytest.mark.xfail(strict=True, reason="bug (regression of 7803a2e): GNU find 4.9 reads a lone `,` or `)` before the "
-                                       "expression as a path, so the start points after it were missed "
-                                       "(fix-parse-3.diff)")
+# Found by mutation testing (a regression of 7803a2e, fixed before it was released).
 @pytest.mark.parametrize("command", ["find , / -delete", "find . ')' ~ -delete", "find -O3 , .. -delete"])
 def test_find_delete_reads_a_lone_comma_or_closing_paren_as_a_start_point(policy: CommandPolicy,
                                                                           command: str) -> None:

@@ -227,9 +227,10 @@ class Reducer:
         if name_node is None or body is None:
             raise Unmodelled("a function definition without a name or body")
         name = self.word(name_node).text
-        # a word anywhere in the body (`echo f` counts too: over-cautious, never under), and a command's name in
-        # any quoting (`"f"`, `f''`), which the shell runs as the same function
-        named = {self.word(child).text for child in iter_nodes(body) if child.type == "word"}
+        # a word anywhere in the body in any quoting (`echo f` counts too: over-cautious, never under; `eval 'f'`
+        # runs it), and a command's name in any quoting (`"f"`, `f''`), which the shell runs as the same function
+        named = {self.word(child).text for child in iter_nodes(body)
+                 if child.type in ("word", "string", "raw_string", "concatenation")}
         named |= {self.word(child.named_children[0]).text for child in iter_nodes(body)
                   if child.type == "command_name" and len(child.named_children) == 1}
         self._functions.append((name, named, len(self.findings)))

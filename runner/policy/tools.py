@@ -31,8 +31,8 @@ def analyse_find(judge: Judge, argv: list[str], depth: int) -> Analysis:
         if arg == "-D":
             next(args, None)  # `-D debugopts`
             continue
-        if arg in ("(", "!", ")", ",") or (arg.startswith("-") and arg != "-"):
-            break  # where GNU find's expression starts (looks_like_expression): `!x`, `(x` and `-` are paths
+        if arg in ("(", "!") or (arg.startswith("-") and arg != "-"):
+            break  # where GNU find's expression starts: `!x`, `(x`, `-` and a leading `)` or `,` are paths
         starts.append(arg)
     index = 1
     while index < len(argv):
