@@ -17,6 +17,7 @@ import pytest
 
 import runner
 from runner.policy import CommandPolicy, Decision, PolicyFileError
+from runner.policy.policyfile import load_rules
 
 ALLOW, ASK, DENY = Decision.ALLOW, Decision.REQUIRE_APPROVAL, Decision.DENY
 
@@ -267,14 +268,17 @@ def test_a_user_deny_rule_for_a_wrapper_or_source_decides_and_is_named(tmp_path:
 
 
 def test_a_utf8_policy_file_loads_under_a_c_locale(tmp_path: Path) -> None:
-    # containers often run with LANG=C: the policy file is UTF-8 by definition, whatever the locale says
+    # containers often run with LANG=C: the policy file is UTF-8 by definition, whatever the locale says. It is
+    # loaded here too, so that mutation testing (which runs a test only against the functions it calls in-process)
+    # pairs this test with the loader; the child process is the one with the C locale.
     path = write_policy(tmp_path, '[[rule]]\nmatch = "make lint"\ndecision = "allow"\nreason = "lint — ça va"\n')
-    code = ("import sys; from runner.policy import CommandPolicy; "
-            "print(CommandPolicy.from_file(sys.argv[1]).evaluate('make lint').decision.name)")
+    assert [rule.decision for rule in load_rules(path)] == [ALLOW]
+    code = ("import sys, pathlib; from runner.policy.policyfile import load_rules; "
+            "print([rule.decision.name for rule in load_rules(pathlib.Path(sys.argv[1]))])")
     env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
     done = subprocess.run([sys.executable, "-c", code, str(path)], cwd=Path(runner.__file__).parent.parent, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
-    assert (done.returncode, done.stdout.strip()) == (0, "ALLOW"), done.stderr[-2000:]
+    assert (done.returncode, done.stdout.strip()) == (0, "['ALLOW']"), done.stderr[-2000:]
 
 
 def test_a_policy_file_that_is_not_utf8_is_a_one_line_error(tmp_path: Path) -> None:
