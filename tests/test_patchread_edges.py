@@ -405,3 +405,16 @@ def test_a_truncated_zlib_stream_is_refused_without_hanging() -> None:
         with deadline(5):
             reason = refusal(binary_block("t.bin", b"hello", compressed=compressed))
         assert "binary hunk" in reason
+
+
+@pytest.mark.xfail(strict=True, reason="bug: a binary hunk that inflates wrongly is reported at the line after it "
+                                       "(the reverse hunk's `literal 0`, or the end of the patch)")
+def test_a_binary_hunk_of_the_wrong_size_is_refused_at_its_literal_line() -> None:
+    # The reason must name the offending line: here the `literal N` header whose N the data does not match.
+    data = b"\x00binary\xff" * 10
+    for size in (len(data) - 1, len(data) + 1):
+        patch = OK_BLOCK + binary_block("b.bin", data, size=size)
+        literal_line = 8 + 4  # the block starts at line 8: diff, new file mode, index, GIT binary patch, literal N
+        assert patch.split(b"\n")[literal_line - 1] == b"literal %d" % size
+        reason = refusal(patch)
+        assert reason.startswith(f"unparseable patch at line {literal_line} ('literal {size}')"), reason
