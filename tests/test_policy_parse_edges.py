@@ -55,7 +55,9 @@ def test_a_function_that_runs_itself_through_eval_is_a_fork_bomb(policy: Command
 
 # Found by mutation testing: a question before parse.py counted quoted words of the body as calls.
 @pytest.mark.parametrize("command", ["f() { eval 'f' | eval 'f' & }; f", 'f() { eval "f" | eval "f" & }; f',
-                                     "b() { eval 'a'; }; a() { b | b & }; a"])
+                                     "b() { eval 'a'; }; a() { b | b & }; a",
+                                     # a name spelt in two quoted pieces is still the name
+                                     "fo() { eval f'o' | eval f\"o\" & }; fo"])
 def test_a_function_that_runs_itself_through_eval_of_a_quoted_name_is_a_fork_bomb(policy: CommandPolicy,
                                                                                   command: str) -> None:
     result = policy.evaluate(command)
