@@ -407,8 +407,7 @@ def test_a_truncated_zlib_stream_is_refused_without_hanging() -> None:
         assert "binary hunk" in reason
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a binary hunk that inflates wrongly is reported at the line after it "
-                                       "(the reverse hunk's `literal 0`, or the end of the patch)")
+# Found by mutation testing: the refusal pointed at the line after the hunk before the fix.
 def test_a_binary_hunk_of_the_wrong_size_is_refused_at_its_literal_line() -> None:
     # The reason must name the offending line: here the `literal N` header whose N the data does not match.
     data = b"\x00binary\xff" * 10

@@ -310,6 +310,7 @@ class _Parser:
 
     def binary_hunk(self, *, keep: bool) -> bytes | None:
         """Verify one `literal N`/`delta N` block: base85 lines that inflate to exactly N bytes."""
+        header = self.pos  # errors about the whole hunk point at its `literal N` line, not at the line after it
         match = _BINARY_HUNK.fullmatch(self.current() or b"")
         if not match:
             raise self.fail("expected `literal N` or `delta N` after `GIT binary patch`")
@@ -339,7 +340,7 @@ class _Parser:
             except ValueError:
                 raise self.fail("bad base85 data in a binary hunk", self.pos - 1) from None
         if not compressed:
-            raise self.fail("empty binary hunk")
+            raise self.fail("empty binary hunk", header)
         # Inflate in bounded steps so a tiny zlib bomb cannot allocate its declared size; only small literals
         # are kept (to read a symlink target), the rest is counted and dropped.
         keep = keep and match.group(1) == b"literal" and size <= _KEEP_LITERAL_BYTES
@@ -352,16 +353,16 @@ class _Parser:
                 chunk = inflater.decompress(pending, 1 << 20)
                 total += len(chunk)
                 if total > size:
-                    raise self.fail("binary hunk inflates past its declared size")
+                    raise self.fail("binary hunk inflates past its declared size", header)
                 if keep:
                     kept += chunk
                 pending = inflater.unconsumed_tail
                 if inflater.eof or (not chunk and not pending):
                     break
         except zlib.error:
-            raise self.fail("corrupt zlib data in a binary hunk") from None
+            raise self.fail("corrupt zlib data in a binary hunk", header) from None
         if not inflater.eof or inflater.unused_data or total != size:
-            raise self.fail("binary hunk does not inflate to its declared size")
+            raise self.fail("binary hunk does not inflate to its declared size", header)
         return bytes(kept) if keep else None
 
     @staticmethod
