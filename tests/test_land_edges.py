@@ -197,6 +197,14 @@ def test_a_damaged_repository_is_a_promotion_error_naming_the_git_step(latin_rep
     assert "corrupt" in str(caught.value) or "unable" in str(caught.value)
 
 
+def test_a_change_naming_more_paths_than_a_command_line_holds_is_refused_not_crashed(repo: Path) -> None:
+    # Found by reviewing an equivalence claim: the paths are named on git's command line, and 2,600 names of 900
+    # bytes exceed the kernel's argument limit (E2BIG). That crashed the promotion with a traceback.
+    paths = [f"{'d' * 200}/{'e' * 200}/{'f' * 200}/{'g' * 200}/{index:04d}{'h' * 95}" for index in range(2600)]
+    with pytest.raises(PromotionError, match="could not be started"):
+        head_states(repo, paths)
+
+
 def test_a_locked_ref_is_a_promotion_error_naming_the_git_step(latin_repo: Path) -> None:
     """Another git holds the branch's lock: the refusal says which git step failed and why, whatever bytes the
     repository's path holds, and no branch appears."""

@@ -40,8 +40,13 @@ class _RepoGit:
         # would otherwise make git read every path relative to wherever the temporary directory is inside it.
         # No command here reads or writes a work tree.
         directory = tempfile.gettempdir()
-        return subprocess.run([*self.git, *args], input=data, capture_output=True, check=False,
-                              env={**self.env, "GIT_WORK_TREE": directory, **(extra or {})}, cwd=directory)
+        try:
+            return subprocess.run([*self.git, *args], input=data, capture_output=True, check=False,
+                                  env={**self.env, "GIT_WORK_TREE": directory, **(extra or {})}, cwd=directory)
+        except OSError as error:  # E2BIG: the plan's paths are named on the command line, and thousands of long
+            # ones exceed the kernel's limit; a refusal, not a traceback
+            raise PromotionError(f"git {args[0]} could not be started ({error.strerror or error}); land the change "
+                                 "in the working tree instead") from None
 
     def run(self, *args: str, data: bytes | None = None, extra: dict[str, str] | None = None) -> str:
         result = self.call(*args, data=data, extra=extra)
