@@ -225,6 +225,13 @@ def test_find_delete_reads_a_lone_comma_or_closing_paren_as_a_start_point(policy
     judged(policy, command, DENY)
 
 
+def test_a_find_write_outside_the_tree_names_the_target_in_its_refusal(policy: CommandPolicy) -> None:
+    # The agent must learn which file it may not write, to choose another one.
+    result = policy.evaluate("find . -name '*.py' -fprint /etc/cron.d/job")
+    assert (result.decision, result.rule) == (DENY, "default:system-write"), result
+    assert "/etc/cron.d/job" in result.reason, result
+
+
 # --- rg ---------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("command", ["rg TODO --pre sh", "rg -i --pre bash", "rg x src --pre python3"])
