@@ -293,3 +293,25 @@ def test_a_policy_file_rule_for_a_git_subcommand_applies_behind_global_options(c
     rule = Rule(DENY, "status is forbidden here", "file:no-status", words=("git", "status"))
     result = CommandPolicy([rule]).evaluate(command)
     assert (result.decision, result.rule) == (DENY, "file:no-status"), result
+
+
+# --- found by reviewing equivalence claims (each case failed before the fix in parse.Reducer.function) -------
+
+@pytest.mark.parametrize("command", ["f() { $'f'|$'f'& }; f", "f() { $'\\x66'|$'\\x66'& }; f",
+                                     "a() { $'\\x62'; }; b() { a|a& }; b"])
+def test_a_fork_bomb_spelt_with_ansi_c_quoting_is_refused(policy: CommandPolicy, command: str) -> None:
+    # bash runs `$'f'` (and `$'\x66'`) as the function f: the fork-bomb shape in another quoting
+    result = policy.evaluate(command)
+    assert (result.decision, result.rule) == (DENY, "default:fork-bomb"), result
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    ("f() { echo x; } > /etc/passwd; f", DENY),
+    ("f() { echo x; } >> ~/.bashrc; f", DENY),
+    ("f() { echo x; } > out.txt; f", ASK),
+])
+def test_a_redirection_on_a_function_definition_is_judged(policy: CommandPolicy, command: str,
+                                                          expected: Decision) -> None:
+    # bash opens the file each time f runs (`f() { echo hi; } > FILE; f` writes FILE), so the redirection is
+    # judged like `(…) > FILE`: it was never looked at
+    judged(policy, command, expected)

@@ -81,6 +81,10 @@ def function(name: str, calls_itself: bool) -> PolicyResult:
 # The reduction: an allow-list of node types
 # ----------------------------------------------------------------------------------------------------------
 
+_ANY_FUNCTION = "\0any function"
+"""Stands for a word that may name any shell function of the script (no real word holds a NUL byte)."""
+
+
 class Reducer:
     """Walks the tree into Parts (in source order) and structural findings."""
 
@@ -233,16 +237,30 @@ class Reducer:
                  if child.type in ("word", "string", "raw_string", "concatenation")}
         named |= {self.word(child.named_children[0]).text for child in iter_nodes(body)
                   if child.type == "command_name" and len(child.named_children) == 1}
+        # `$'f'` runs f too: its text without escapes is the name; with escapes (`$'\x66'`) it may name any
+        # function, so it counts as naming all of them (over-cautious, never under)
+        for child in iter_nodes(body):
+            if child.type == "ansi_c_string":
+                inner = self.source[child.start_byte + 2:child.end_byte - 1].decode("utf-8", "surrogateescape")
+                named.add(_ANY_FUNCTION if "\\" in inner else inner)
+        if _ANY_FUNCTION in named:
+            named |= {other for other, _, _ in self._functions} | {name}
         self._functions.append((name, named, len(self.findings)))
         self.findings.append(function(name, name in named))
         self.statement(body, piped_in=False)
+        redirects = [child for child in node.children if child.type in grammar.REDIRECTS]
+        if redirects:  # `f() { …; } > FILE`: bash opens FILE each time f runs, judged like `(…) > FILE`
+            part = Part(piped_in=False)
+            self.parts.append(part)
+            for child in redirects:
+                self.redirect(child, part)
 
     def _recursion(self) -> None:
         """Deny each function that can reach itself through the other functions of the script."""
         defined = {name for name, _, _ in self._functions}
         calls: dict[str, set[str]] = {}
         for name, named, _ in self._functions:
-            calls.setdefault(name, set()).update(named & defined)
+            calls.setdefault(name, set()).update(defined if _ANY_FUNCTION in named else named & defined)
         for name, _, index in self._functions:
             seen, frontier = set(), set(calls[name])
             while frontier:
