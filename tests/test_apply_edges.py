@@ -444,3 +444,57 @@ def test_rollback_puts_back_an_empty_directory_the_write_replaced_with_a_file(re
     with pytest.raises(OSError, match="disk on fire"):
         apply_plan(repo, plan, after_write=fail_last)
     assert tree_fingerprint(repo) == before
+
+
+# --- found by reviewing the equivalence claims of apply's rollback (each failed before the fix) ------------------
+
+def _failing_write(monkeypatch: pytest.MonkeyPatch, path: str, data: bytes | None) -> None:
+    """Writing `data` (None: anything) to `path` fails before its rename, as on a read-only mount or for a name
+    too long for a temporary: the file there is never replaced."""
+    real = apply_module._replace_with
+
+    def replace_with(full: Path, temporary: Path, state: FileState, owner: tuple[int, int] | None,
+                     mode: int | None) -> None:
+        if full.name == path and data in (None, state.data):
+            raise OSError(30, "Read-only file system", str(full))
+        real(full, temporary, state, owner, mode)
+
+    monkeypatch.setattr(apply_module, "_replace_with", replace_with)
+
+
+def test_a_write_that_fails_before_its_rename_leaves_the_users_file_in_place(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The rollback used to take away every path it had started on, including the one whose write had failed: the
+    # user's own file, never replaced, was deleted (and could not be written back for the same reason).
+    _failing_write(monkeypatch, "b.txt", None)
+    before = tree_fingerprint(repo)
+    plan = make_plan(repo, {"a.txt": f(FIVE), "b.txt": f("bee\n")}, {"a.txt": f("A\n"), "b.txt": f("B\n")},
+                     ["a.txt", "b.txt"])
+    with pytest.raises(OSError, match="Read-only"):
+        apply_plan(repo, plan)
+    assert tree_fingerprint(repo) == before
+
+
+def test_a_rollback_step_that_fails_does_not_stop_the_others_and_keeps_the_journal(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # One path that cannot be put back used to stop the rollback there, leaving every other written file with the
+    # agent's bytes, and the journal was removed so no later command could finish the job.
+    _failing_write(monkeypatch, "b.txt", b"bee\n")  # b.txt is written, then cannot be restored
+    plan = make_plan(repo, {"a.txt": f(FIVE), "b.txt": f("bee\n"), "dir/c.txt": f("sea\n")},
+                     {"a.txt": f("A\n"), "b.txt": f("B\n"), "dir/c.txt": f("C\n")}, ["a.txt", "b.txt", "dir/c.txt"])
+
+    def fail_last(path: str) -> None:
+        if path == "dir/c.txt":
+            raise OSError("disk on fire")
+
+    with pytest.raises(PromotionError, match="b.txt could not be put back") as caught:
+        apply_plan(repo, plan, after_write=fail_last)
+    assert isinstance(caught.value.__cause__, OSError)
+    assert (repo / "a.txt").read_text() == FIVE and (repo / "dir/c.txt").read_text() == "sea\n"
+    assert (repo / "b.txt").read_text() == "B\n"
+    kept = list(journal_dir().glob("*.json"))
+    assert len(kept) == 1 and json.loads(kept[0].read_text())["repo"] == str(repo)
+    monkeypatch.undo()  # writable again: a later command finishes the rollback from the journal
+    monkeypatch.setattr("runner.promote.journal._alive", lambda entry: False)
+    assert recover(lambda message: None) == 1
+    assert (repo / "b.txt").read_text() == "bee\n" and not list(journal_dir().glob("*.json"))

@@ -203,10 +203,22 @@ def _write_all(repo: Path, deletions: list[PlannedChange], writes: list[PlannedC
             _write(repo, change.path, change.after)
             if after_write:
                 after_write(change.path)
-    except BaseException:
+    except BaseException as error:
+        from runner.promote.journal import rollback
+
         with _signals_held():  # a second Ctrl-C must not stop the rollback half-way
-            _rollback(repo, {path: backups[path] for path in touched}, created_dirs, removed_dirs)
+            left = rollback(repo, {path: backups[path] for path in touched}, created_dirs, removed_dirs)
+        if left:
+            raise RollbackIncomplete(f"writing the change failed ({type(error).__name__}: {error}) and "
+                                     f"{', '.join(left)} could not be put back; the next smol command tries again "
+                                     "(the write's journal is kept)") from error
         raise
+
+
+class RollbackIncomplete(PromotionError):
+    """A failed write whose rollback could not put every path back: its journal is kept for the next command."""
+
+    keep_journal = True
 
 
 def _unchanged_since_plan(repo: Path, change: PlannedChange) -> None:
@@ -371,36 +383,3 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def _rollback(repo: Path, backups: dict[str, _Backup], created: list[Path], removed: list[_RemovedDir]) -> None:
-    """Undo the writes of `backups`' paths (only those were touched): take away what was written, deepest first,
-    and the directories made for it; put back the directories removed and then every previous file, shallowest
-    first, with its mode and times. In that order a path the plan turned from a file into a directory (or back)
-    is free again before its old state returns."""
-    order = sorted(backups, key=lambda p: -p.count("/"))
-    for path in order:
-        full = repo / path
-        if _unsafe_parent(repo, path) is not None:
-            continue  # never written (the write refuses it too), and following the parent would leave the repo
-        if os.path.lexists(full) and not (os.path.isdir(full) and not os.path.islink(full)):
-            os.unlink(full)
-    for directory in sorted(created, key=lambda p: -len(p.parts)):
-        try:
-            os.rmdir(directory)
-        except OSError:
-            pass
-    for gone in sorted(removed, key=lambda d: len(d.path.parts)):
-        if not os.path.lexists(gone.path):
-            os.mkdir(gone.path)
-            if os.geteuid() == 0:
-                os.lchown(gone.path, *gone.owner)
-            os.chmod(gone.path, gone.mode)
-    for path in reversed(order):
-        backup, full = backups[path], repo / path
-        if backup.state is None or _unsafe_parent(repo, path) is not None:
-            continue
-        os.makedirs(full.parent, exist_ok=True)
-        _write(repo, path, backup.state, mode=backup.mode if backup.state.kind == "file" else None)
-        if backup.mtime_ns is not None:
-            os.utime(full, ns=backup.mtime_ns, follow_symlinks=False)

@@ -11,13 +11,17 @@ from __future__ import annotations
 import base64
 import json
 import os
+import stat
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.sandbox.base import FileState
+
+if TYPE_CHECKING:
+    from runner.promote.apply import _Backup, _RemovedDir
 
 
 def journal_dir() -> Path:
@@ -52,9 +56,13 @@ def journaled(repo: Path, changes: list[tuple[str, FileState | None, FileState |
     write_private(path, json.dumps(entry).encode())
     try:
         yield
-    finally:
-        with suppress(FileNotFoundError):
-            path.unlink()  # completed or rolled back: either way the tree is whole
+    except BaseException as error:
+        if not getattr(error, "keep_journal", False):  # rolled back: the tree is whole
+            with suppress(FileNotFoundError):
+                path.unlink()
+        raise  # (a rollback that could not finish keeps the journal: the next smol command finishes it)
+    with suppress(FileNotFoundError):
+        path.unlink()  # completed
 
 
 def _boot_id() -> str:
@@ -107,14 +115,18 @@ def recover(report: Callable[[str], None]) -> int:
             if current != after:
                 kept.append(name)  # changed by someone since: theirs now
                 continue
-            if before is None:
-                with suppress(FileNotFoundError):
-                    os.unlink(repo / name)
-            else:
-                os.makedirs((repo / name).parent, exist_ok=True)
-                _write(repo, name, before, mode=change.get("mode") if before.kind == "file" else None)
-                if change.get("times"):
-                    os.utime(repo / name, ns=tuple(change["times"]), follow_symlinks=False)
+            try:
+                if before is None:
+                    with suppress(FileNotFoundError):
+                        os.unlink(repo / name)
+                else:
+                    os.makedirs((repo / name).parent, exist_ok=True)
+                    _write(repo, name, before, mode=change.get("mode") if before.kind == "file" else None)
+                    if change.get("times"):
+                        os.utime(repo / name, ns=tuple(change["times"]), follow_symlinks=False)
+            except OSError:  # still not writable: reported as kept, never a traceback at the next start
+                kept.append(name)
+                continue
             restored += 1
         path.unlink()
         handled += 1
@@ -132,3 +144,64 @@ def _remove_our_temporaries(full: Path, after: FileState | None) -> None:
         with suppress(OSError):
             if not candidate.is_symlink() and candidate.is_file() and candidate.read_bytes() in (after.data, b""):
                 candidate.unlink()
+
+
+def rollback(repo: Path, backups: dict[str, _Backup], created: list[Path],
+             removed: list[_RemovedDir]) -> list[str]:
+    """Undo the writes of `backups`' paths: take away what was written where nothing was before, deepest first,
+    and the directories made for it; put back the directories removed and then every previous file, shallowest
+    first, with its mode and times (an atomic replace: a file that cannot be put back keeps the agent's bytes,
+    which the journal's recovery recognises). In that order a path the plan turned from a file into a directory
+    (or back) is free again before its old state returns. A path still as it was (its write failed before the
+    rename) is left alone: taking it away would delete the user's file. One step that fails does not stop the
+    others. Returns what it could not put back."""
+    from runner.promote.apply import PromotionError, _unsafe_parent, _write
+
+    order = [path for path in sorted(backups, key=lambda p: -p.count("/"))
+             if _unsafe_parent(repo, path) is None  # never written (the write refuses it too)
+             and not _still_as_before(repo, path, backups[path])]
+    left: list[str] = []
+    for path in order:
+        full = repo / path
+        if backups[path].state is not None:
+            continue  # put back below by an atomic replace: the path is never without a file meanwhile
+        try:
+            if os.path.lexists(full) and not (os.path.isdir(full) and not os.path.islink(full)):
+                os.unlink(full)
+        except OSError:
+            left.append(path)
+    for directory in sorted(created, key=lambda p: -len(p.parts)):
+        with suppress(OSError):
+            os.rmdir(directory)
+    for gone in sorted(removed, key=lambda d: len(d.path.parts)):
+        try:
+            if not os.path.lexists(gone.path):
+                os.mkdir(gone.path)
+                if os.geteuid() == 0:
+                    os.lchown(gone.path, *gone.owner)
+                os.chmod(gone.path, gone.mode)
+        except OSError:
+            left.append(str(gone.path.relative_to(repo)))
+    for path in reversed(order):
+        backup, full = backups[path], repo / path
+        if backup.state is None or path in left:
+            continue
+        try:
+            os.makedirs(full.parent, exist_ok=True)
+            _write(repo, path, backup.state, mode=backup.mode if backup.state.kind == "file" else None)
+            if backup.mtime_ns is not None:
+                os.utime(full, ns=backup.mtime_ns, follow_symlinks=False)
+        except (OSError, PromotionError):
+            left.append(path)
+    return left
+
+
+def _still_as_before(repo: Path, path: str, backup: _Backup) -> bool:
+    from runner.promote.apply import read_state
+
+    try:
+        if read_state(repo, path) != backup.state:
+            return False
+        return backup.mode is None or stat.S_IMODE(os.lstat(repo / path).st_mode) == backup.mode
+    except OSError:
+        return False
