@@ -498,3 +498,28 @@ def test_a_rollback_step_that_fails_does_not_stop_the_others_and_keeps_the_journ
     monkeypatch.setattr("runner.promote.journal._alive", lambda entry: False)
     assert recover(lambda message: None) == 1
     assert (repo / "b.txt").read_text() == "bee\n" and not list(journal_dir().glob("*.json"))
+
+
+def test_a_file_whose_name_leaves_no_room_for_the_temporary_suffix_is_written(repo: Path) -> None:
+    # A 250-byte name is legal, `.NAME.smol-tmp` is not (255 bytes at most): the write failed for every such file
+    # (found by a reviewer; this failed before apply.temporary_name).
+    name = "n" * 250
+    (repo / name).write_text("old\n")
+    plan = make_plan(repo, {name: f("old\n")}, {name: f("new\n")}, [name])
+    apply_plan(repo, plan)
+    assert (repo / name).read_text() == "new\n"
+    assert not [entry for entry in os.listdir(repo) if "smol" in entry]
+
+
+def test_a_killed_write_of_a_long_named_file_leaves_no_temporary_after_recovery(repo: Path) -> None:
+    name = "n" * 250
+    (repo / name).write_text("old\n")
+    leftover = repo / apply_module.temporary_name(name)
+    leftover.write_text("new\n")  # what a SIGKILL between the temporary's write and its rename leaves
+    journal = journal_dir() / "killed.json"
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    journal.write_text(json.dumps({"repo": str(repo), "pid": 2**22 + 1, "boot": "", "changes": [
+        {"path": name, "before": {"kind": "file", "data": "b2xkCg==", "executable": False},
+         "after": {"kind": "file", "data": "bmV3Cg==", "executable": False}, "times": None, "mode": None}]}))
+    assert recover(lambda message: None) == 1
+    assert (repo / name).read_text() == "old\n" and not leftover.exists()

@@ -12,6 +12,7 @@ runner.promote.land.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import stat
@@ -329,14 +330,23 @@ def _write(repo: Path, path: str, state: FileState, *, mode: int | None = None) 
         if any(os.scandir(full)):
             raise PromotionError(f"cannot write {path}: a non-empty directory is in the way")
         os.rmdir(full)
-    temporary = full.with_name(f".{full.name}.smol-tmp")
+    temporary = full.with_name(temporary_name(full.name))
     attempt = 0
     while os.path.lexists(temporary):  # a file of that name is the user's (or a leftover): never ours to delete
         attempt += 1
-        temporary = full.with_name(f".{full.name}.smol-tmp{attempt}")
+        temporary = full.with_name(temporary_name(full.name, attempt))
     owner = _owner_for(full)
     with _signals_held():  # one file's write is never cut between its open and its rename (a signal waits ms)
         _replace_with(full, temporary, state, owner, mode)
+
+
+def temporary_name(name: str, attempt: int = 0) -> str:
+    """`.NAME.smol-tmp[N]` next to the file; for a name too long to take the suffix (a file system allows 255
+    bytes), `.smol-HASH.smol-tmp[N]`, so that such a file can be written at all."""
+    suffix = f".smol-tmp{attempt or ''}"
+    if len(os.fsencode(f".{name}{suffix}")) <= 255:
+        return f".{name}{suffix}"
+    return f".smol-{hashlib.sha256(os.fsencode(name)).hexdigest()[:16]}{suffix}"
 
 
 def _replace_with(full: Path, temporary: Path, state: FileState, owner: tuple[int, int] | None,

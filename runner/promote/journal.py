@@ -9,6 +9,7 @@ temporaries (recognised by holding exactly the bytes smol was writing)."""
 from __future__ import annotations
 
 import base64
+import glob
 import json
 import os
 import stat
@@ -140,7 +141,9 @@ def recover(report: Callable[[str], None]) -> int:
 def _remove_our_temporaries(full: Path, after: FileState | None) -> None:
     if after is None or after.kind != "file" or not full.parent.is_dir():
         return
-    for candidate in full.parent.glob(f".{full.name}.smol-tmp*"):
+    from runner.promote.apply import temporary_name
+
+    for candidate in full.parent.glob(glob.escape(temporary_name(full.name)) + "*"):
         with suppress(OSError):
             if not candidate.is_symlink() and candidate.is_file() and candidate.read_bytes() in (after.data, b""):
                 candidate.unlink()
