@@ -1,7 +1,8 @@
 """A write journal, so that even a SIGKILL in the middle of a promotion leaves no partial change for long.
 
 Before the first byte is written, the journal records every path's state before and after (owner-only, in smol's
-state directory). It is removed when the write completed or was rolled back. A journal whose process is gone was
+state directory). It is removed when the write completed or was rolled back (`rollback`, below); a rollback that
+could not put every path back keeps it. A journal whose process is gone was
 interrupted by something no handler sees (SIGKILL, a power cut): the next smol command puts back every path that
 holds what smol wrote, leaves alone a path the user has changed since (and says so), and removes smol's own
 temporaries (recognised by holding exactly the bytes smol was writing)."""
