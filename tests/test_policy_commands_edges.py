@@ -317,3 +317,13 @@ def test_a_policy_file_error_names_the_rule_the_key_and_the_fix(tmp_path: Path, 
 def test_a_bad_regex_is_not_reported_as_a_bad_decision(tmp_path: Path) -> None:
     message = load_error(tmp_path, '[[rule]]\nregex = "("\ndecision = "deny"\n')
     assert "decision must be" not in message
+
+
+@pytest.mark.parametrize("command", ["echo 1 > /proc/sys/kernel/sysrq", "echo b > /proc/sysrq-trigger",
+                                     "echo 1 > /sys/kernel/mm/ksm/run", "echo 1 > /sys", "echo 1 > /tmp/../sys/x",
+                                     "echo 1 > /proc/./sys/vm/drop_caches"])
+def test_a_write_to_a_kernel_interface_is_refused_as_a_device_write(policy: CommandPolicy, command: str) -> None:
+    # /sys and /proc/sys are the kernel's knobs, however the path is spelt: the refusal names the device rule
+    # (not only "outside the tree"), which is what tells the reviewer what the command would have touched
+    result = policy.evaluate(command)
+    assert (result.decision, result.rule) == (DENY, "default:device"), result
