@@ -243,10 +243,8 @@ class Reducer:
             if child.type == "ansi_c_string":
                 inner = self.source[child.start_byte + 2:child.end_byte - 1].decode("utf-8", "surrogateescape")
                 named.add(_ANY_FUNCTION if "\\" in inner else inner)
-        if _ANY_FUNCTION in named:
-            named |= {other for other, _, _ in self._functions} | {name}
         self._functions.append((name, named, len(self.findings)))
-        self.findings.append(function(name, name in named))
+        self.findings.append(function(name, name in named or _ANY_FUNCTION in named))
         self.statement(body, piped_in=False)
         redirects = [child for child in node.children if child.type in grammar.REDIRECTS]
         if redirects:  # `f() { …; } > FILE`: bash opens FILE each time f runs, judged like `(…) > FILE`
