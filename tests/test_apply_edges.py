@@ -18,6 +18,7 @@ from runner.promote.journal import journal_dir, recover
 from runner.promote.land import head_states, land_on_branch
 from runner.sandbox.base import FileState
 from tests.conftest import git, tree_fingerprint
+from tests.test_journal import change, write_journal
 from tests.test_promote_apply import current_umask, f
 
 FIVE = "one\ntwo\nthree\nfour\nfive\n"
@@ -516,10 +517,6 @@ def test_a_killed_write_of_a_long_named_file_leaves_no_temporary_after_recovery(
     (repo / name).write_text("old\n")
     leftover = repo / apply_module.temporary_name(name)
     leftover.write_text("new\n")  # what a SIGKILL between the temporary's write and its rename leaves
-    journal = journal_dir() / "killed.json"
-    journal.parent.mkdir(parents=True, exist_ok=True)
-    journal.write_text(json.dumps({"repo": str(repo), "pid": 2**22 + 1, "boot": "", "changes": [
-        {"path": name, "before": {"kind": "file", "data": "b2xkCg==", "executable": False},
-         "after": {"kind": "file", "data": "bmV3Cg==", "executable": False}, "times": None, "mode": None}]}))
+    write_journal("killed", repo, [change(name, f("old\n"), f("new\n"))])
     assert recover(lambda message: None) == 1
     assert (repo / name).read_text() == "old\n" and not leftover.exists()
