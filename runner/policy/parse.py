@@ -95,10 +95,12 @@ class Reducer:
         self.findings: list[PolicyResult] = []
         self._seen_heredocs: set[int] = set()
         self._depth = 0
-        self._functions: list[tuple[str, set[str], int]] = []  # (name, words its body names, index of its finding)
+        # (name, words its body names, index of its finding, body)
+        self._functions: list[tuple[str, set[str], int, Node]] = []
 
     def run(self, root: Node) -> Script:
         self.statement(root, piped_in=False)
+        self._piped_functions()
         self._recursion()
         for start in set(self.heredocs) - self._seen_heredocs:
             if not _inside_substitution(root, start):  # those are judged with the substitution's command
@@ -243,7 +245,7 @@ class Reducer:
             if child.type == "ansi_c_string":
                 inner = self.source[child.start_byte + 2:child.end_byte - 1].decode("utf-8", "surrogateescape")
                 named.add(_ANY_FUNCTION if "\\" in inner else inner)
-        self._functions.append((name, named, len(self.findings)))
+        self._functions.append((name, named, len(self.findings), body))
         self.findings.append(function(name, name in named or _ANY_FUNCTION in named))
         self.statement(body, piped_in=False)
         redirects = [child for child in node.children if child.type in grammar.REDIRECTS]
@@ -253,13 +255,43 @@ class Reducer:
             for child in redirects:
                 self.redirect(child, part)
 
+    def _calls(self) -> dict[str, set[str]]:
+        """Which functions of the script each function's body may call."""
+        defined = {name for name, _, _, _ in self._functions}
+        calls: dict[str, set[str]] = {}
+        for name, named, _, _ in self._functions:
+            calls.setdefault(name, set()).update(defined if _ANY_FUNCTION in named else named & defined)
+        return calls
+
+    def _piped_functions(self) -> None:
+        """`f() { sh; }; curl … | f`: a function called with a pipe as its stdin hands that pipe to its body, so a
+        body that reads its program from stdin is the `curl … | sh` shape. Bodies were walked as unpiped; each one
+        a pipeline stage may call (its name as any word of the stage, or a word that expands to who knows what) is
+        walked again as piped, with the functions it calls in turn, until no new one turns up."""
+        done: set[str] = set()
+        while True:
+            calls = self._calls()
+            piped: set[str] = set()
+            for part in self.parts:
+                if part.piped_in:
+                    piped |= set(calls) if any(word.expansion for word in part.words) else (
+                        {word.text for word in part.words} & set(calls))
+            frontier = piped - done
+            while frontier:
+                piped |= frontier
+                frontier = {callee for caller in frontier for callee in calls[caller]} - piped
+            new = piped - done
+            if not new:
+                return
+            done |= new
+            for name, _, _, body in list(self._functions):
+                if name in new:
+                    self.statement(body, piped_in=True)
+
     def _recursion(self) -> None:
         """Deny each function that can reach itself through the other functions of the script."""
-        defined = {name for name, _, _ in self._functions}
-        calls: dict[str, set[str]] = {}
-        for name, named, _ in self._functions:
-            calls.setdefault(name, set()).update(defined if _ANY_FUNCTION in named else named & defined)
-        for name, _, index in self._functions:
+        calls = self._calls()
+        for name, _, index, _ in self._functions:
             seen, frontier = set(), set(calls[name])
             while frontier:
                 seen |= frontier
