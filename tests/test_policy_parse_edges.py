@@ -276,13 +276,22 @@ def test_git_global_options_at_the_end_of_the_line(policy: CommandPolicy, comman
 
 
 @pytest.mark.parametrize("command", ["git -C /elsewhere push", "git -C x --bogus status",
-                                     "git -C ../other log"])
+                                     "git -C ../other log", "git --no-pager -C /elsewhere push",
+                                     "git -c color.ui=never --no-pager -C ../other log", "git -P -C x status"])
 def test_a_policy_file_rule_naming_a_git_global_option_applies(command: str) -> None:
     # A user who forbids pointing git at another repository writes `git -C`; the policy must match it against
     # the line as written, not only against the line with the global options peeled off.
     rule = Rule(DENY, "no other repositories", "file:no-git-C", words=("git", "-C"))
     result = CommandPolicy([rule]).evaluate(command)
     assert (result.decision, result.rule) == (DENY, "file:no-git-C"), result
+
+
+def test_a_policy_file_allow_rule_for_a_later_git_global_option_does_not_loosen_the_line() -> None:
+    # the line from a later global option on is for tightening only: allowing `git -C x status` by a rule must not
+    # allow the unknown option before it
+    rule = Rule(Decision.ALLOW, "fine", "file:ok", words=("git", "-C", "x", "status"))
+    assert CommandPolicy([rule]).evaluate("git --bogus=1 -C x status").decision is not Decision.ALLOW
+    assert CommandPolicy([rule]).evaluate("git --no-pager -C x status").decision is not Decision.ALLOW
 
 
 @pytest.mark.parametrize("command", ["git --no-pager status", "git --exec-path=/tmp/x status", "git -cx status",

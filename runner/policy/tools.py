@@ -87,8 +87,10 @@ def analyse_git(judge: Judge, argv: list[str], depth: int) -> Analysis:
     hard: list[PolicyResult] = []
     index = 1
     clean = True
+    starts: list[int] = []
     while index < len(argv) and argv[index].startswith("-"):
         arg = argv[index]
+        starts.append(index)
         if arg in _SAFE_GIT_GLOBAL_OPTIONS:
             index += 1
         elif arg == "-c" or arg.startswith("-c"):
@@ -117,7 +119,9 @@ def analyse_git(judge: Judge, argv: list[str], depth: int) -> Analysis:
             break
     rest = argv[index:]
     hard.extend(_git_subcommand_options(judge, rest, depth))
-    forms = [Form(tuple(argv))]
+    # A rule naming a global option (`git -C`) must see it wherever it stands among the others
+    # (`git --no-pager -C x push`): the line from each later global option on is a form too, for tightening only.
+    forms = [Form(tuple(argv)), *(Form(("git", *argv[start:]), allow_ok=False) for start in starts[1:])]
     if rest and clean:
         forms.append(Form(("git", *rest)))
     return Analysis(forms, hard=hard)
