@@ -57,8 +57,10 @@ def detect_test_command(files: list[str], read: Reader | None = None) -> str | N
 
 
 def _npm_has_tests(text: str | None) -> bool:
+    if text is None:  # the reader could not read it (too large, not a file): go by the name, as without a reader
+        return True
     try:
-        scripts = json.loads(text or "{}").get("scripts") or {}
+        scripts = json.loads(text).get("scripts") or {}
     except (ValueError, AttributeError):
         return True  # unreadable: let npm say what is wrong
     test = scripts.get("test") if isinstance(scripts, dict) else None
