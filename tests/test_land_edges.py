@@ -509,3 +509,42 @@ def test_an_index_refresh_that_fails_without_a_word_still_says_how_to_fix_it(
     commit, note = land_on_current_branch(repo, plan_of(repo, {"a.txt": (f("one\ntwo\nthree\n"), f("x\n"))}), "x")
     assert head(repo) == commit and (repo / "a.txt").read_text() == "x\n"
     assert note is not None and note.endswith("run `git reset -q -- a.txt`")
+
+
+def test_a_path_that_cannot_be_written_back_is_named_and_the_rest_still_put_back(
+        tmp_path: Path, state_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file recovery cannot write (a read-only mount, a directory its owner locked) is left as it is and named;
+    the journal's other files are still put back (recovery goes through them last to first)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "a.txt").write_bytes(b"after\n")
+    (repo / "locked.txt").write_bytes(b"after\n")
+    real = apply_module._write
+
+    def read_only(root: Path, path: str, state: FileState, *, mode: int | None = None) -> None:
+        if path == "locked.txt":
+            raise OSError(30, "Read-only file system", path)
+        real(root, path, state, mode=mode)
+
+    monkeypatch.setattr(apply_module, "_write", read_only)
+    write_journal("k", repo, [change("a.txt", f("before\n"), f("after\n")),
+                              change("locked.txt", f("before\n"), f("after\n"))])
+    messages: list[str] = []
+    assert recover(messages.append) == 1
+    assert (repo / "a.txt").read_bytes() == b"before\n" and (repo / "locked.txt").read_bytes() == b"after\n"
+    assert messages == [f"a promotion into {repo} was killed mid-write; 1 file(s) put back as they were; "
+                        "left as they are now (changed since): locked.txt"]
+
+
+def test_the_recovery_message_names_ten_paths_left_and_counts_the_rest(tmp_path: Path, state_home: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    names = [f"f{i:02}.txt" for i in range(12)]
+    for name in names:
+        (repo / name).write_bytes(b"the user's edit since\n")
+    write_journal("k", repo, [change(name, f("before\n"), f("after\n")) for name in names])
+    messages: list[str] = []
+    assert recover(messages.append) == 1
+    listed = ", ".join(reversed(names[2:]))  # recovery goes last to first
+    assert messages == [f"a promotion into {repo} was killed mid-write; 0 file(s) put back as they were; "
+                        f"left as they are now (changed since): {listed} and 2 more"]

@@ -134,7 +134,8 @@ def recover(report: Callable[[str], None]) -> int:
         handled += 1
         message = f"a promotion into {repo} was killed mid-write; {restored} file(s) put back as they were"
         if kept:
-            message += f"; left as they are now (changed since): {', '.join(kept[:10])}"
+            more = f" and {len(kept) - 10} more" if len(kept) > 10 else ""
+            message += f"; left as they are now (changed since): {', '.join(kept[:10])}{more}"
         report(message)
     return handled
 
