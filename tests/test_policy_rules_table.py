@@ -166,3 +166,19 @@ def test_a_formatter_is_allowed_only_in_check_mode(policy: CommandPolicy, comman
 def test_prettier_in_check_mode_that_also_writes_is_a_question(policy: CommandPolicy) -> None:
     assert policy.evaluate("prettier --check --write .").decision is ASK
     assert policy.evaluate("prettier -l -w .").decision is ASK
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    # git reads the word after --contains/--merged/… as the commit even when it starts with `-` (checked with git
+    # 2.47: `git branch --merged -d other` fails with "malformed object name -d" and deletes nothing)
+    ("git branch --merged -d other", ALLOW),
+    ("git branch --contains -D", ALLOW),
+    ("git branch --points-at=-d", ALLOW),
+    ("git branch --contains=HEAD -d other", ASK),  # with `=` the next word is the option it looks like
+    ("git branch -d other", ASK),
+    ("git branch newbranch", ASK),
+    ("git branch --list 'feat*'", ALLOW),
+])
+def test_git_branch_reads_a_filters_commit_as_git_does(policy: CommandPolicy, command: str,
+                                                       expected: Decision) -> None:
+    assert policy.evaluate(command).decision is expected
