@@ -48,13 +48,17 @@ class Module:
 def is_wording(lines: list[str]) -> bool:
     """A mutant that only rewrites the text of a message: one line, one string literal of prose (four words or
     more, not an option list) wrapped in XX or case-changed, the rest of the line untouched. No decision reads
-    such a string; it only tells a person why."""
+    such a string; it only tells a person why. A literal that is compared (`"No such file or directory" in
+    output`, `== "…"`) is matched against text and decides something: never wording."""
     if len(lines) != 2 or lines[0][0] != "-" or lines[1][0] != "+":
         return False
     old, new = lines[0][1:], lines[1][1:]
     for literal in _LITERAL.finditer(old):
         quote, body = literal.group()[0], literal.group()[1:-1]
         if len(body.split()) < 4 or body.lstrip().startswith("-"):
+            continue
+        after, before = old[literal.end():].lstrip(), old[:literal.start()].rstrip()
+        if after.startswith(("in ", "not in ", "==", "!=")) or before.endswith(("==", "!=", " in")):
             continue
         for variant in (f"XX{body}XX", body.upper(), body.lower()):
             if variant != body and old[:literal.start()] + quote + variant + quote + old[literal.end():] == new:
