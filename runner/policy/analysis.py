@@ -141,7 +141,7 @@ class Evaluator:
             elif any(word.leading_glob for word in words[1:]) and words[0].text not in _GLOB_SAFE:
                 hard.append(approve("a glob here could expand to a file name that the command reads as an option",
                                     "structure:glob"))
-            verdict = self._argv([word.text for word in words], depth, part.piped_in)
+            verdict = self._argv([word.text for word in words], depth, part.reads_pipe())
             # on a tie the first reason is shown: a rule's reason beats a finding, a finding beats "unknown"
             hard.insert(len(hard) if verdict.rule == UNKNOWN else 0, verdict)
         return strictest(hard) or approve("redirections without a command", "structure:redirect")

@@ -8,9 +8,12 @@ Unmodelled. Both make the policy deny the command: it never guesses what a shape
 
 from __future__ import annotations
 
+import re
+
 from tree_sitter import Node
 
 from runner.policy import grammar, heredoc, words
+from runner.policy.commands import SHELLS
 from runner.policy.grammar import iter_nodes
 from runner.policy.script import Part, Redirection, Script, ShellSyntaxError, Unmodelled, Word
 from runner.policy.verdict import PolicyResult, approve, deny
@@ -81,6 +84,10 @@ def function(name: str, calls_itself: bool) -> PolicyResult:
 # The reduction: an allow-list of node types
 # ----------------------------------------------------------------------------------------------------------
 
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\[[^]]*\])?\+?=")
+_NAME_BREAKS = re.compile(r"[\s|&;()<>`$'\"\\{}]+")
+"""What separates the names in shell code read as plain text (quotes and backslashes too: `"f"` and `\\f` run f)."""
+
 _ANY_FUNCTION = "\0any function"
 """Stands for a word that may name any shell function of the script (no real word holds a NUL byte)."""
 
@@ -97,6 +104,7 @@ class Reducer:
         self._depth = 0
         # (name, words its body names, index of its finding, body)
         self._functions: list[tuple[str, set[str], int, Node]] = []
+        self._fed: set[str] = set()  # functions whose definition redirects their stdin from a pipe (`< <(…)`)
 
     def run(self, root: Node) -> Script:
         self.statement(root, piped_in=False)
@@ -254,6 +262,8 @@ class Reducer:
             self.parts.append(part)
             for child in redirects:
                 self.redirect(child, part)
+            if part.reads_pipe():  # `f() { sh; } < <(curl …)`: every run of f reads that pipe
+                self._fed.add(name)
 
     def _calls(self) -> dict[str, set[str]]:
         """Which functions of the script each function's body may call."""
@@ -264,18 +274,15 @@ class Reducer:
         return calls
 
     def _piped_functions(self) -> None:
-        """`f() { sh; }; curl … | f`: a function called with a pipe as its stdin hands that pipe to its body, so a
-        body that reads its program from stdin is the `curl … | sh` shape. Bodies were walked as unpiped; each one
-        a pipeline stage may call (its name as any word of the stage, or a word that expands to who knows what) is
-        walked again as piped, with the functions it calls in turn, until no new one turns up."""
+        """`f() { sh; }; curl … | f`: a function run with a pipe as its stdin hands the pipe to its body, so a body
+        that reads its program from stdin is the `curl … | sh` shape. Bodies were walked as unpiped; each one that
+        may run on a pipe (see _piped_calls), and the functions it calls in turn, is walked again as piped."""
         done: set[str] = set()
         while True:
             calls = self._calls()
-            piped: set[str] = set()
+            piped = self._fed & set(calls)
             for part in self.parts:
-                if part.piped_in:
-                    piped |= set(calls) if any(word.expansion for word in part.words) else (
-                        {word.text for word in part.words} & set(calls))
+                piped |= self._piped_calls(part, set(calls))
             frontier = piped - done
             while frontier:
                 piped |= frontier
@@ -287,6 +294,30 @@ class Reducer:
             for name, _, _, body in list(self._functions):
                 if name in new:
                     self.statement(body, piped_in=True)
+
+    @staticmethod
+    def _piped_calls(part: Part, defined: set[str]) -> set[str]:
+        """The functions a part may run with a pipe as their stdin: its command when it reads a pipe (any function
+        when the command is an expansion), and any function named in shell code that holds a pipe or a process
+        substitution and is parsed on its own, without the script's functions - a `$(…)` or `<(…)` body, the
+        words of `eval` or `bash -c` (bash imports exported functions). Over-cautious, never under: a name in
+        such code counts wherever it stands."""
+        found: set[str] = set()
+        command = next((word for word in part.words if not _ASSIGNMENT.match(word.text)), None)
+        code = command is not None and command.text in ("eval", *SHELLS)
+        texts = [text for word in (*part.words, *(r.target for r in part.redirections))
+                 for text in (*word.substitutions, *word.processes)]
+        if code:
+            texts += [word.text for word in part.words]
+        for text in texts:
+            if "|" in text or "<(" in text or (code and part.reads_pipe()):
+                found |= set(_NAME_BREAKS.split(text)) & defined
+        if command is not None and part.reads_pipe():
+            if command.expansion or (code and any(word.expansion for word in part.words)):
+                return set(defined)
+            if command.text in defined:
+                found.add(command.text)
+        return found
 
     def _recursion(self) -> None:
         """Deny each function that can reach itself through the other functions of the script."""

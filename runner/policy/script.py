@@ -79,6 +79,17 @@ class Part:
     piped_in: bool = False
     control: bool = False
 
+    def reads_pipe(self) -> bool:
+        """Whether the command's stdin is a pipe: the pipeline's, unless its own `<`, `<<` or `<<<` replaces it
+        (bash connects the pipe first, then the redirections, and the last one on stdin wins), or a process
+        substitution's (`sh < <(curl …)`). A `<&N` keeps the answer: where N leads is not known."""
+        stdin = [r for r in self.redirections
+                 if r.op in ("<", "<>", "<<", "<<-", "<<<") and r.fd in (None, "0")]
+        if not stdin:
+            return self.piped_in
+        last = stdin[-1]
+        return last.op in ("<", "<>") and bool(last.target.processes)
+
     def tokens(self) -> list[str]:
         """The part as shlex (with punctuation_chars) would tokenise it, for the cross-check."""
         items: list[tuple[int, list[str]]] = [(word.start, [word.text]) for word in self.words]
