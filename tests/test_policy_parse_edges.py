@@ -277,13 +277,27 @@ def test_git_global_options_at_the_end_of_the_line(policy: CommandPolicy, comman
 
 @pytest.mark.parametrize("command", ["git -C /elsewhere push", "git -C x --bogus status",
                                      "git -C ../other log", "git --no-pager -C /elsewhere push",
-                                     "git -c color.ui=never --no-pager -C ../other log", "git -P -C x status"])
+                                     "git -c color.ui=never --no-pager -C ../other log", "git -P -C x status",
+                                     # behind global options the policy does not know (git does)
+                                     "git -p -C /elsewhere push", "git --bare -C /x push",
+                                     "git --no-advice -C /x log"])
 def test_a_policy_file_rule_naming_a_git_global_option_applies(command: str) -> None:
     # A user who forbids pointing git at another repository writes `git -C`; the policy must match it against
     # the line as written, not only against the line with the global options peeled off.
     rule = Rule(DENY, "no other repositories", "file:no-git-C", words=("git", "-C"))
     result = CommandPolicy([rule]).evaluate(command)
     assert (result.decision, result.rule) == (DENY, "file:no-git-C"), result
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    ("git -C x push", DENY), ("git -C x --no-pager push", DENY), ("git -C x -c color.ui=never push", DENY),
+    ("git --no-pager -C x -P push", DENY), ("git -C y push", Decision.REQUIRE_APPROVAL),
+    ("git -C x --no-pager log", Decision.REQUIRE_APPROVAL),
+])
+def test_a_policy_file_rule_naming_a_global_option_and_a_subcommand_skips_the_options_between(
+        command: str, expected: Decision) -> None:
+    rule = Rule(DENY, "never push that repository", "file:no-push-x", words=("git", "-C", "x", "push"))
+    assert CommandPolicy([rule]).evaluate(command).decision is expected
 
 
 def test_a_policy_file_allow_rule_for_a_later_git_global_option_does_not_loosen_the_line() -> None:

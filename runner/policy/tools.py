@@ -119,9 +119,16 @@ def analyse_git(judge: Judge, argv: list[str], depth: int) -> Analysis:
             break
     rest = argv[index:]
     hard.extend(_git_subcommand_options(judge, rest, depth))
-    # A rule naming a global option (`git -C`) must see it wherever it stands among the others
-    # (`git --no-pager -C x push`): the line from each later global option on is a form too, for tightening only.
+    # A rule naming a global option (`git -C`, `git -C x push`) must see it wherever it stands among the others
+    # (`git --no-pager -C x push`, `git -C x --no-pager push`): the line from each global option on, and each
+    # global option with its value before the subcommand, are forms too - for tightening only. Past an option
+    # not understood, where the subcommand starts is not known: every later word spelt like an option counts.
+    if not clean:
+        starts += [later for later in range(index + 1, len(argv)) if argv[later].startswith("-")]
     forms = [Form(tuple(argv)), *(Form(("git", *argv[start:]), allow_ok=False) for start in starts[1:])]
+    if clean:  # each option but the last with its value, then the subcommand (the last one's form is above)
+        forms += [Form(("git", *argv[start:end], *rest), allow_ok=False)
+                  for start, end in zip(starts, starts[1:], strict=False)]
     if rest and clean:
         forms.append(Form(("git", *rest)))
     return Analysis(forms, hard=hard)
