@@ -66,14 +66,15 @@ class Evaluator:
 
     # --- whole command lines ------------------------------------------------------------------------------
 
-    def command(self, command: str, depth: int) -> PolicyResult:
+    def command(self, command: str, depth: int, piped_in: bool = False) -> PolicyResult:
+        """Judge a command line; `piped_in`: its stdin is a pipe (every command in it shares that stdin)."""
         if depth > MAX_NESTING:
             return deny("commands nested this deeply cannot be reviewed", "structure:too-deep")
         raw = raw_findings(command)
         if raw is not None:
             return raw
         try:
-            script = parse(command)
+            script = parse(command, piped_in)
         except ShellSyntaxError as error:
             return deny(f"the command cannot be parsed ({error}); unparsable commands are denied", "parse-error")
         except Unmodelled as error:
@@ -101,8 +102,8 @@ class Evaluator:
                 return PolicyResult(Decision.ALLOW, f"every part is allowed: {'; '.join(reasons)}", ", ".join(rules))
         return result
 
-    def nested(self, command: str, depth: int, where: str) -> PolicyResult:
-        result = self.command(command, depth + 1)
+    def nested(self, command: str, depth: int, where: str, piped_in: bool = False) -> PolicyResult:
+        result = self.command(command, depth + 1, piped_in)
         return replace(result, reason=f"{where} runs {quote(command)}: {result.reason}")
 
     def wrapped(self, argv: list[str], depth: int, piped_in: bool, where: str) -> PolicyResult:
@@ -231,9 +232,9 @@ class Evaluator:
             return commands.analyse_env(self, argv, depth, piped_in)
         if name in ("source", "."):
             return commands.analyse_source(self, argv, depth, piped_in)
-        handler = {"env": commands.analyse_env, "eval": commands.analyse_eval, "source": commands.analyse_source,
-                   ".": commands.analyse_source, "find": tools.analyse_find, "git": tools.analyse_git,
-                   "rg": tools.analyse_rg}.get(name)
+        if name == "eval":
+            return commands.analyse_eval(self, argv, depth, piped_in)
+        handler = {"find": tools.analyse_find, "git": tools.analyse_git, "rg": tools.analyse_rg}.get(name)
         if handler is not None:
             return handler(self, argv, depth)
         return Analysis([Form(tuple(argv))])

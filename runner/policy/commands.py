@@ -26,7 +26,7 @@ class Judge(Protocol):
     @property
     def wrappers(self) -> Mapping[str, _WrapperSpec]: ...
 
-    def nested(self, command: str, depth: int, where: str) -> PolicyResult: ...
+    def nested(self, command: str, depth: int, where: str, piped_in: bool = False) -> PolicyResult: ...
 
     def wrapped(self, argv: list[str], depth: int, piped_in: bool, where: str) -> PolicyResult: ...
 
@@ -232,7 +232,8 @@ def analyse_shell(judge: Judge, argv: list[str], depth: int, piped_in: bool) -> 
     if script is not None:
         finding = approve(f"`{argv[0]} -c` runs a nested shell command; nested shells are never allowed "
                            "automatically", "structure:nested-shell")
-        return Analysis(form, hard=[finding, judge.nested(script, depth, f"`{argv[0]} -c`")])
+        # the command string's commands share the shell's stdin: `curl … | bash -c sh` runs what curl fetched
+        return Analysis(form, hard=[finding, judge.nested(script, depth, f"`{argv[0]} -c`", piped_in)])
     if piped_in and reads_stdin:
         return Analysis(form, hard=_pipe_to_shell(argv[0]).hard)
     return Analysis(form, soft=approve(f"`{argv[0]}` runs a shell script or an interactive shell",
@@ -312,9 +313,10 @@ def analyse_env(judge: Judge, argv: list[str], depth: int, piped_in: bool = Fals
         hard.append(judge.wrapped(inner, depth, piped_in, "`env`"))  # `curl … | env sh` is `curl … | sh`
     return Analysis([Form(tuple(argv))], hard=hard)
 
-def analyse_eval(judge: Judge, argv: list[str], depth: int) -> Analysis:
+def analyse_eval(judge: Judge, argv: list[str], depth: int, piped_in: bool = False) -> Analysis:
     finding = approve("`eval` runs a string as a command; never allowed automatically", "structure:eval")
-    return Analysis([Form(tuple(argv))], hard=[finding, judge.nested(" ".join(argv[1:]), depth, "`eval`")])
+    return Analysis([Form(tuple(argv))],
+                    hard=[finding, judge.nested(" ".join(argv[1:]), depth, "`eval`", piped_in)])
 
 def analyse_source(judge: Judge, argv: list[str], depth: int, piped_in: bool = False) -> Analysis:
     finding = approve(f"`{argv[0]}` runs a script inside the current shell", "structure:source")

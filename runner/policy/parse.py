@@ -22,8 +22,8 @@ MAX_DEPTH = 100
 """How deep compound commands may nest before the command is refused as unreadable (the walk recurses)."""
 
 
-def parse(command: str) -> Script:
-    """Reduce a command line; raises ShellSyntaxError or Unmodelled."""
+def parse(command: str, piped_in: bool = False) -> Script:
+    """Reduce a command line (`piped_in`: its stdin is a pipe); raises ShellSyntaxError or Unmodelled."""
     try:
         source = command.encode("utf-8")
     except UnicodeEncodeError:
@@ -35,7 +35,7 @@ def parse(command: str) -> Script:
     except heredoc.HereDocUnmodelled as error:
         raise Unmodelled(str(error)) from None
     _check_syntax(tree.root_node, source)
-    return Reducer(source, heredocs).run(tree.root_node)
+    return Reducer(source, heredocs).run(tree.root_node, piped_in)
 
 
 def _check_syntax(root: Node, source: bytes) -> None:
@@ -106,8 +106,8 @@ class Reducer:
         self._functions: list[tuple[str, set[str], int, Node]] = []
         self._fed: set[str] = set()  # functions whose definition redirects their stdin from a pipe (`< <(…)`)
 
-    def run(self, root: Node) -> Script:
-        self.statement(root, piped_in=False)
+    def run(self, root: Node, piped_in: bool = False) -> Script:
+        self.statement(root, piped_in)
         self._piped_functions()
         self._recursion()
         for start in set(self.heredocs) - self._seen_heredocs:
