@@ -388,3 +388,22 @@ def test_a_function_whose_body_runs_a_shell_reading_a_pipe_is_the_pipe_to_shell_
 def test_a_function_body_is_judged_as_piped_only_when_a_pipe_reaches_it(policy: CommandPolicy,
                                                                          command: str) -> None:
     assert policy.evaluate(command).decision is Decision.REQUIRE_APPROVAL
+
+
+@pytest.mark.parametrize("command", [
+    "h() { echo hi; }; h",  # no word of the body is `h`
+    "f() { echo a\\b; }; f",  # a backslash in a word is not an escape that may name any function
+    "f() { echo $'hi'; }; f",  # ANSI-C quoting without escapes names only its own text
+    "f() { sh; } > out.txt; f",  # the definition's own redirection writes stdout; stdin is not a pipe
+    "f() { g; }; g() { echo; }; f",  # calls another function, which does not call back
+])
+def test_a_function_that_does_not_call_itself_is_a_question_not_a_fork_bomb(policy: CommandPolicy,
+                                                                            command: str) -> None:
+    result = policy.evaluate(command)
+    assert (result.decision, result.rule) == (Decision.REQUIRE_APPROVAL, "structure:function"), result
+
+
+@pytest.mark.parametrize("command", ['f() { $"f"|$"f"& }; f', "f() { \\f|\\f& }; f", "f() { f''|f''& }; f"])
+def test_a_fork_bomb_with_its_name_spelt_another_way_is_refused(policy: CommandPolicy, command: str) -> None:
+    result = policy.evaluate(command)
+    assert (result.decision, result.rule) == (Decision.DENY, "default:fork-bomb"), result

@@ -242,11 +242,9 @@ class Reducer:
             raise Unmodelled("a function definition without a name or body")
         name = self.word(name_node).text
         # a word anywhere in the body in any quoting (`echo f` counts too: over-cautious, never under; `eval 'f'`
-        # runs it), and a command's name in any quoting (`"f"`, `f''`), which the shell runs as the same function
+        # runs it), command names included (`"f"`, `f''`, `$"f"`: the shell runs the same function)
         named = {self.word(child).text for child in iter_nodes(body)
                  if child.type in ("word", "string", "raw_string", "concatenation")}
-        named |= {self.word(child.named_children[0]).text for child in iter_nodes(body)
-                  if child.type == "command_name" and len(child.named_children) == 1}
         # `$'f'` runs f too: its text without escapes is the name; with escapes (`$'\x66'`) it may name any
         # function, so it counts as naming all of them (over-cautious, never under)
         for child in iter_nodes(body):
@@ -254,7 +252,7 @@ class Reducer:
                 inner = self.source[child.start_byte + 2:child.end_byte - 1].decode("utf-8", "surrogateescape")
                 named.add(_ANY_FUNCTION if "\\" in inner else inner)
         self._functions.append((name, named, len(self.findings), body))
-        self.findings.append(function(name, name in named or _ANY_FUNCTION in named))
+        self.findings.append(function(name, calls_itself=False))  # _recursion decides once all are read
         self.statement(body, piped_in=False)
         redirects = [child for child in node.children if child.type in grammar.REDIRECTS]
         if redirects:  # `f() { …; } > FILE`: bash opens FILE each time f runs, judged like `(…) > FILE`
