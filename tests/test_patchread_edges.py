@@ -16,7 +16,7 @@ import signal
 import subprocess
 import tracemalloc
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -417,3 +417,19 @@ def test_a_binary_hunk_of_the_wrong_size_is_refused_at_its_literal_line() -> Non
         assert patch.split(b"\n")[literal_line - 1] == b"literal %d" % size
         reason = refusal(patch)
         assert reason.startswith(f"unparseable patch at line {literal_line} ('literal {size}')"), reason
+
+
+@pytest.mark.parametrize(("block", "message"), [
+    (lambda data: binary_block("b.bin", data, compressed=b"this is not a zlib stream at all"),
+     "corrupt zlib data in a binary hunk"),
+    (lambda data: binary_block("b.bin", data, lines=[]), "empty binary hunk"),
+])
+def test_a_binary_hunk_whose_data_is_bad_is_refused_at_its_literal_line(block: Callable[[bytes], bytes],
+                                                                        message: str) -> None:
+    # The reason names the hunk's `literal N` header (where the hunk starts), not the line the reader stopped at.
+    data = b"\x00binary\xff" * 10
+    patch = OK_BLOCK + block(data)
+    literal_line = 8 + 4
+    assert patch.split(b"\n")[literal_line - 1] == b"literal %d" % len(data)
+    reason = refusal(patch)
+    assert reason.startswith(f"unparseable patch at line {literal_line} ('literal {len(data)}'): {message}"), reason
