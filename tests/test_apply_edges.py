@@ -520,3 +520,35 @@ def test_a_killed_write_of_a_long_named_file_leaves_no_temporary_after_recovery(
     write_journal("killed", repo, [change(name, f("old\n"), f("new\n"))])
     assert recover(lambda message: None) == 1
     assert (repo / name).read_text() == "old\n" and not leftover.exists()
+
+
+@pytest.mark.parametrize("mode", [0o711, 0o751, 0o701])
+def test_a_rollback_puts_back_permissions_the_executable_bit_alone_cannot_describe(repo: Path, mode: int) -> None:
+    """The change makes an executable script plain; a later write fails. The script comes back with its exact
+    permissions: rebuilt from "executable" alone, 0711 would come back as 0700."""
+    (repo / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(repo / "run.sh", mode)
+    (repo / "z.txt").write_text("bee\n")
+    plan = make_plan(repo, {"run.sh": f("#!/bin/sh\n", executable=True), "z.txt": f("bee\n")},
+                     {"run.sh": f("echo plain\n"), "z.txt": f("B\n")}, ["run.sh", "z.txt"])
+
+    def fail_last(path: str) -> None:
+        if path == "z.txt":
+            raise OSError("disk on fire")
+
+    with pytest.raises(OSError, match="disk on fire"):
+        apply_plan(repo, plan, after_write=fail_last)
+    assert (repo / "run.sh").read_text() == "#!/bin/sh\n"
+    assert stat.S_IMODE(os.lstat(repo / "run.sh").st_mode) == mode
+
+
+@pytest.mark.parametrize("length", [244, 245, 246, 247])
+def test_names_at_the_edge_of_the_temporary_suffix_are_written(repo: Path, length: int) -> None:
+    # `.NAME.smol-tmp` is NAME + 10 bytes: 245 makes it exactly 255 (the most a file system allows), 246 one more
+    name = "n" * length
+    (repo / name).write_text("old\n")
+    if length == 244:  # and the plain temporary name taken by a user's file: the next one is 255 bytes again
+        (repo / f".{name}.smol-tmp").write_text("a user's file of that name\n")
+    apply_plan(repo, make_plan(repo, {name: f("old\n")}, {name: f("new\n")}, [name]))
+    assert (repo / name).read_text() == "new\n"
+    assert [entry for entry in os.listdir(repo) if "smol" in entry] == ([f".{name}.smol-tmp"] if length == 244 else [])

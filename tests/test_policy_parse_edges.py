@@ -407,3 +407,17 @@ def test_a_function_that_does_not_call_itself_is_a_question_not_a_fork_bomb(poli
 def test_a_fork_bomb_with_its_name_spelt_another_way_is_refused(policy: CommandPolicy, command: str) -> None:
     result = policy.evaluate(command)
     assert (result.decision, result.rule) == (Decision.DENY, "default:fork-bomb"), result
+
+
+@pytest.mark.parametrize("command", ["find \\( ../x \\) -delete", "find ! ../x -delete"])
+def test_a_lone_paren_or_bang_begins_finds_expression_so_a_path_after_it_is_no_start_point(
+        policy: CommandPolicy, command: str) -> None:
+    # GNU find 4.9: "paths must precede expression: `../x'" - it deletes nothing; the start point is `.`
+    result = policy.evaluate(command)
+    assert result.decision is Decision.REQUIRE_APPROVAL, result
+
+
+@pytest.mark.parametrize("action", ["-exec", "-execdir", "-ok", "-okdir"])
+def test_a_refused_find_action_names_the_action(policy: CommandPolicy, action: str) -> None:
+    result = policy.evaluate(f"find . {action} rm -rf / \\;")
+    assert result.decision is DENY and f"`find {action}` runs" in result.reason, result
