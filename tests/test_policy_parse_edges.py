@@ -421,3 +421,11 @@ def test_a_lone_paren_or_bang_begins_finds_expression_so_a_path_after_it_is_no_s
 def test_a_refused_find_action_names_the_action(policy: CommandPolicy, action: str) -> None:
     result = policy.evaluate(f"find . {action} rm -rf / \\;")
     assert result.decision is DENY and f"`find {action}` runs" in result.reason, result
+
+
+@pytest.mark.parametrize("command", ["git fetch --exec=./x", "git fetch --exe=./x", "git push --exec ./x",
+                                     "git archive --exec=./x --remote=y", "git pull --upload-p=./x"])
+def test_every_spelling_of_a_git_program_option_is_refused(policy: CommandPolicy, command: str) -> None:
+    # `--exec` (fetch, push, archive) and its abbreviations: git takes any unambiguous prefix
+    result = policy.evaluate(command)
+    assert (result.decision, result.rule) == (DENY, "default:git-exec"), result

@@ -147,8 +147,8 @@ def _git_subcommand_options(judge: Judge, rest: list[str], depth: int) -> list[P
                                      "structure:git-option"))
             findings.append(judge.nested(value, depth, "`git rebase --exec`"))
         elif arg.startswith("--") and len(arg.split("=", 1)[0]) > 4 and any(
-                could_be_option(arg, option) for option in ("--upload-pack", "--receive-pack", "--exec",
-                                                             "--config-env", "--exec-path")):
+                could_be_option(arg, option) for option in ("--upload-pack", "--receive-pack", "--config-env",
+                                                             "--exec-path")):  # its prefixes cover `--exec`
             findings.append(deny(f"`git {rest[0]} {arg}` makes git run an arbitrary program",
                                   "default:git-exec"))
         elif rest[0] == "clone" and re.fullmatch(r"-[^-]*u.*", arg):
