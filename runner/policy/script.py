@@ -84,8 +84,8 @@ class Part:
         (bash connects the pipe first, then the redirections, and the last one on stdin wins), or a process
         substitution's (`sh < <(curl …)`). A `<&N` keeps the answer: where N leads is not known."""
         stdin = [r for r in self.redirections
-                 if r.op in ("<", "<>", "<<", "<<-", "<<<") and r.fd in (None, "0")]
-        if not stdin:
+                 if r.op in ("<", "<>", "<<", "<<-", "<<<", "<&") and r.fd in (None, "0")]
+        if not stdin or stdin[-1].op == "<&":  # `3<&0 < file <&3` brings the pipe back
             return self.piped_in
         last = stdin[-1]
         return last.op in ("<", "<>") and bool(last.target.processes)
