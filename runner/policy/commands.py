@@ -12,7 +12,7 @@ from typing import Protocol
 from runner.policy.rules import operand_args
 from runner.policy.verdict import PolicyResult, approve, deny
 
-ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\+?=")
+ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\[[^]]*\])?\+?=")  # `a=1`, `a+=1`, `a[0]=1`
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "csh", "tcsh", "busybox"})
 PYTHON = re.compile(r"python(?:\d+(?:\.\d+)?)?")
 INTERPRETERS = {"perl": ("-e", "-E"), "ruby": ("-e",), "node": ("-e", "-p", "--eval", "--print"),

@@ -13,7 +13,7 @@ import re
 from tree_sitter import Node
 
 from runner.policy import grammar, heredoc, words
-from runner.policy.commands import SHELLS
+from runner.policy.commands import ASSIGNMENT, SHELLS
 from runner.policy.grammar import iter_nodes
 from runner.policy.script import Part, Redirection, Script, ShellSyntaxError, Unmodelled, Word
 from runner.policy.verdict import PolicyResult, approve, deny
@@ -84,7 +84,6 @@ def function(name: str, calls_itself: bool) -> PolicyResult:
 # The reduction: an allow-list of node types
 # ----------------------------------------------------------------------------------------------------------
 
-_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\[[^]]*\])?\+?=")
 _NAME_BREAKS = re.compile(r"[\s|&;()<>`$'\"\\{}]+")
 """What separates the names in shell code read as plain text (quotes and backslashes too: `"f"` and `\\f` run f)."""
 
@@ -301,7 +300,7 @@ class Reducer:
         words of `eval` or `bash -c` (bash imports exported functions). Over-cautious, never under: a name in
         such code counts wherever it stands."""
         found: set[str] = set()
-        command = next((word for word in part.words if not _ASSIGNMENT.match(word.text)), None)
+        command = next((word for word in part.words if not ASSIGNMENT.match(word.text)), None)
         code = command is not None and command.text in ("eval", *SHELLS)
         texts = [text for word in (*part.words, *(r.target for r in part.redirections))
                  for text in (*word.substitutions, *word.processes)]
