@@ -120,6 +120,41 @@ def read_equivalents(path: Path) -> dict[str, tuple[str, str]]:
     return entries
 
 
+def renumbered(entries: dict[str, tuple[str, str]], undecided: dict[str, str]) -> dict[str, str]:
+    """Old name -> new name for equivalence entries whose mutant mutmut renumbered: an edit elsewhere in a function
+    shifts the numbers of its mutants, so an entry's name can come to denote another change while its own change
+    survives under a new number. Only an exact match moves an entry: the same function, the same fingerprint (the
+    same changed lines), and as many unclaimed survivors with that fingerprint as stale entries (paired in order,
+    which is mutmut's order of the code). Anything else stays stale, to be judged again by a person.
+    `undecided` maps each mutant no test killed to its fingerprint."""
+    def function(name: str) -> str:
+        return name.rsplit("__mutmut_", 1)[0]
+
+    def number(name: str) -> int:
+        return int(name.rsplit("__mutmut_", 1)[1])
+
+    claimed = {name for name, (digest, _) in entries.items() if undecided.get(name) == digest}
+    stale: dict[tuple[str, str], list[str]] = {}
+    for name, (digest, _) in entries.items():
+        if name not in claimed:
+            stale.setdefault((function(name), digest), []).append(name)
+    free: dict[tuple[str, str], list[str]] = {}
+    for name, digest in undecided.items():
+        if name not in claimed:
+            free.setdefault((function(name), digest), []).append(name)
+    moves: dict[str, str] = {}
+    for key, names in stale.items():
+        targets = free.get(key, [])
+        if len(targets) == len(names):
+            moves.update(zip(sorted(names, key=number), sorted(targets, key=number), strict=True))
+    # A move onto the name of an entry that stays (stale, with no match of its own) would leave two lines under
+    # one name: such a move waits for that entry to be judged again
+    while blocked := [old for old, new in moves.items() if new in entries and new not in moves]:
+        for old in blocked:
+            del moves[old]
+    return moves
+
+
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
@@ -127,7 +162,17 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
-def render(snapshot: Path, equivalents_path: Path, earlier: Path | None = None) -> str:
+def rename_entries(path: Path, moves: dict[str, str]) -> None:
+    """Rewrite the equivalence list with `moves` applied all at once (an entry can move onto the name another
+    entry moves away from), keeping comments, order and reasons."""
+    lines = []
+    for line in path.read_text().splitlines():
+        name, space, rest = line.partition(" ")
+        lines.append(f"{moves[name]}{space}{rest}" if not line.startswith("#") and name in moves else line)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def render(snapshot: Path, equivalents_path: Path, earlier: Path | None = None, renumber: bool = False) -> str:
     statuses = {}
     for line in mutmut(snapshot, "results", "--all", "true").splitlines():
         name, _, status = line.strip().partition(": ")
@@ -150,6 +195,12 @@ def render(snapshot: Path, equivalents_path: Path, earlier: Path | None = None) 
     undecided = [name for name, status in statuses.items()
                  if status not in KILLED and status != "not checked" and in_scope(name)]
     diffs = mutant_diffs(snapshot, undecided, module_files)
+    if renumber:
+        moves = renumbered(equivalents, {name: fingerprint(changed_lines(diffs[name])) for name in undecided})
+        rename_entries(equivalents_path, moves)
+        equivalents = read_equivalents(equivalents_path)
+        for old, new in sorted(moves.items()):
+            print(f"mutation: renumbered {old} -> {new}", file=sys.stderr)
     modules: dict[str, Module] = {}
     stale: list[str] = []
     out_of_scope = 0
@@ -228,8 +279,10 @@ def main() -> int:
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--earlier", type=Path, default=None,
                         help="`mutmut results --all true` saved before a `mutmut run NAMES` re-run")
+    parser.add_argument("--renumber", action="store_true",
+                        help="move equivalence entries whose mutant mutmut renumbered (same function, same change)")
     args = parser.parse_args()
-    section = render(args.snapshot, args.equivalents, args.earlier)
+    section = render(args.snapshot, args.equivalents, args.earlier, args.renumber)
     document = args.output.read_text() if args.output.exists() else f"# Mutation testing\n\n{BEGIN}\n{END}\n"
     if BEGIN not in document or END not in document:
         print(f"mutation: {args.output} has no '{BEGIN}' ... '{END}' section to write into", file=sys.stderr)

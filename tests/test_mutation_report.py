@@ -33,3 +33,48 @@ _spec.loader.exec_module(report)
 ])
 def test_only_prose_that_no_decision_reads_is_wording(old: str, new: str, wording: bool) -> None:
     assert report.is_wording([f"-{old}", f"+{new}"]) is wording
+
+
+def _entries(*pairs: tuple[str, str]) -> dict[str, tuple[str, str]]:
+    return {name: (digest, "why") for name, digest in pairs}
+
+
+F = "runner.policy.tools.x_analyse_git__mutmut_"
+
+
+def test_an_entry_follows_its_change_when_an_edit_shifts_the_numbers() -> None:
+    # Two lines added above: 17 -> 19 and 19 -> 21; the new 17 is another change, which must not stay excused.
+    entries = _entries((F + "17", "aaaa"), (F + "19", "bbbb"))
+    undecided = {F + "17": "cccc", F + "19": "aaaa", F + "21": "bbbb"}
+    assert report.renumbered(entries, undecided) == {F + "17": F + "19", F + "19": F + "21"}
+
+
+def test_an_entry_that_still_matches_stays_and_claims_its_name() -> None:
+    entries = _entries((F + "3", "aaaa"), (F + "9", "aaaa"))
+    undecided = {F + "3": "aaaa", F + "9": "cccc", F + "12": "aaaa"}
+    assert report.renumbered(entries, undecided) == {F + "9": F + "12"}
+
+
+@pytest.mark.parametrize("undecided", [
+    {F + "5": "zzzz"},  # the change is gone or killed now: judge again
+    {F + "5": "aaaa", F + "8": "aaaa"},  # two candidates for one entry: which one is not knowable
+    {"runner.policy.tools.x_analyse_find__mutmut_1": "aaaa"},  # same change in another function
+])
+def test_an_entry_without_one_exact_match_is_left_stale(undecided: dict[str, str]) -> None:
+    assert report.renumbered(_entries((F + "1", "aaaa")), undecided) == {}
+
+
+def test_renaming_applies_all_moves_at_once_and_keeps_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "equivalents.txt"
+    path.write_text(f"# {F}17 in a comment stays\n{F}17 aaaa first reason\n{F}19 bbbb second reason\n"
+                    f"{F}190 cccc other\n")
+    report.rename_entries(path, {F + "17": F + "19", F + "19": F + "21"})
+    assert path.read_text() == (f"# {F}17 in a comment stays\n{F}19 aaaa first reason\n{F}21 bbbb second reason\n"
+                                f"{F}190 cccc other\n")
+
+
+def test_an_entry_never_moves_onto_an_entry_that_stays() -> None:
+    # 19 is stale with no match of its own: moving 17 onto it would list 19 twice, so both wait for a person
+    entries = _entries((F + "17", "aaaa"), (F + "19", "bbbb"), (F + "4", "dddd"))
+    undecided = {F + "19": "aaaa", F + "4": "eeee", F + "6": "dddd"}
+    assert report.renumbered(entries, undecided) == {F + "4": F + "6"}
