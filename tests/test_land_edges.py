@@ -536,15 +536,18 @@ def test_a_path_that_cannot_be_written_back_is_named_and_the_rest_still_put_back
                         "left as they are now (changed since): locked.txt"]
 
 
-def test_the_recovery_message_names_ten_paths_left_and_counts_the_rest(tmp_path: Path, state_home: Path) -> None:
+@pytest.mark.parametrize(("count", "more"), [(10, ""), (11, " and 1 more"), (12, " and 2 more")])
+def test_the_recovery_message_names_ten_paths_left_and_counts_the_rest(tmp_path: Path, state_home: Path,
+                                                                       count: int, more: str) -> None:
+    # exactly ten are all named (no "and 0 more"); from eleven on the rest are counted
     repo = tmp_path / "repo"
     repo.mkdir()
-    names = [f"f{i:02}.txt" for i in range(12)]
+    names = [f"f{i:02}.txt" for i in range(count)]
     for name in names:
         (repo / name).write_bytes(b"the user's edit since\n")
     write_journal("k", repo, [change(name, f("before\n"), f("after\n")) for name in names])
     messages: list[str] = []
     assert recover(messages.append) == 1
-    listed = ", ".join(reversed(names[2:]))  # recovery goes last to first
+    listed = ", ".join(list(reversed(names))[:10])  # recovery goes last to first
     assert messages == [f"a promotion into {repo} was killed mid-write; 0 file(s) put back as they were; "
-                        f"left as they are now (changed since): {listed} and 2 more"]
+                        f"left as they are now (changed since): {listed}{more}"]
