@@ -234,6 +234,9 @@ def render(snapshot: Path, equivalents_path: Path, earlier: Path | None = None, 
         module.statuses["survived"] += 1
         module.survivors.append(f"- `{name}` ({status}, {fingerprint(lines)}) {shown}")
 
+    # mutmut lists every mutant it generated, run or not: an entry naming none is left from code that changed
+    stale += [f"`{name}` is no mutant of this run (its function changed): remove it or judge again"
+              for name in sorted(set(equivalents) - set(statuses))]
     rev = (snapshot / ".source-rev").read_text().strip() if (snapshot / ".source-rev").exists() else "?"
     seconds = (snapshot / ".seconds").read_text().strip() if (snapshot / ".seconds").exists() else "?"
     rows = ["| module | mutants | killed | survived | equivalent | wording | not run | kill rate |",

@@ -149,6 +149,14 @@ def test_a_here_document_the_grammar_ends_elsewhere_than_bash_is_refused(policy:
     assert (result.decision, result.rule) == (DENY, "structure:unmodelled"), result
 
 
+@pytest.mark.parametrize("command", ["cat <<''\nhello\n\n", "sh <<\"\"\nrm -rf ~\n\n", "ls; cat <<''\nx\n\n"])
+def test_a_here_document_with_an_empty_delimiter_is_refused(policy: CommandPolicy, command: str) -> None:
+    # bash ends `<<''` at the first empty line; tree-sitter-bash cannot parse it. Refused as unparsable, so the
+    # here-document reader never sees an empty delimiter (MUTATION.md counts its own check for one as equivalent).
+    result = policy.evaluate(command)
+    assert (result.decision, result.rule) == (DENY, "parse-error"), result
+
+
 @pytest.mark.parametrize("command", ["diff <(cat <<EOF\na\nEOF\n) b.txt", "echo $(cat <<EOF\nhi\nEOF\n)",
                                      "wc -l < <(cat <<'EOF'\nx\nEOF\n)"])
 def test_a_here_document_inside_a_substitution_is_judged_with_it_not_refused(policy: CommandPolicy,
