@@ -193,6 +193,15 @@ def test_a_link_through_a_symlink_the_patch_renames_away_is_judged_without_it(tm
     assert report.ok, report.refused
 
 
+def test_a_link_to_a_path_the_patch_makes_a_file_is_judged_on_the_future_tree(tmp_path: Path) -> None:
+    # The patch writes a file at `l` (refused: the real `l` is a symlink to /etc and would be written through).
+    # `x -> l` then points at that file, not at /etc: only `l` is refused, for its own reason, and the reviewer
+    # is not sent after a second problem that the patched tree would not have.
+    os.symlink("/etc", tmp_path / "l")
+    report = guard(added("l") + symlink("x", "l"), tmp_path)
+    assert [(f.path, f.reason) for f in report.refused] == [("l", "in-tree symlink edited as a file")]
+
+
 # ------------------------------------------------------------------------ guard: size caps at their defaults
 
 
