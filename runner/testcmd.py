@@ -21,6 +21,8 @@ NOT_EXECUTABLE = 126
 _COUNT_WORDS = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|passing|failing|pending|ignored)\b")
 _CARGO_RESULT = re.compile(r"^test result: \w+\. (.*)$", re.MULTILINE)
 _UNITTEST_RAN = re.compile(r"^Ran (\d+) tests? in ", re.MULTILINE)
+_UNITTEST_COUNT = re.compile(r"(?:^|,)\s*([a-z][a-z ]*?)=(\d+)\s*(?=,|$)")
+"""One `name=N` of unittest's `FAILED (failures=1, errors=2, skipped=3, expected failures=1)`."""
 _UNITTEST_VERDICT = re.compile(r"^(OK|FAILED)(?: \((.*)\))?\s*$", re.MULTILINE)
 _GO_CASE = re.compile(r"^\s*--- (PASS|FAIL|SKIP): ", re.MULTILINE)
 _JEST_TESTS = re.compile(r"^Tests:\s+(.*)$", re.MULTILINE)
@@ -87,9 +89,11 @@ def parse_test_counts(output: str) -> dict[str, int]:
     verdicts = _UNITTEST_VERDICT.findall(output)
     if ran and verdicts:
         total = int(ran[-1])
-        details = dict(part.strip().split("=", 1) for part in verdicts[-1][1].split(",") if "=" in part)
-        failed, errors = int(details.get("failures", 0)), int(details.get("errors", 0))
-        skipped = int(details.get("skipped", 0)) + int(details.get("expected failures", 0))
+        # the test program's own output can hold any `FAILED (…)` line: a count that is not `name=digits` is
+        # left out rather than crash the verdict
+        details = {name: int(number) for name, number in _UNITTEST_COUNT.findall(verdicts[-1][1])}
+        failed, errors = details.get("failures", 0), details.get("errors", 0)
+        skipped = details.get("skipped", 0) + details.get("expected failures", 0)
         counts.update(passed=max(total - failed - errors - skipped, 0), failed=failed, errors=errors,
                       skipped=skipped)
         return counts

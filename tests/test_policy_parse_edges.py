@@ -316,6 +316,24 @@ def test_a_policy_file_allow_rule_for_a_later_git_global_option_does_not_loosen_
     assert CommandPolicy([rule]).evaluate("git --no-pager -C x status").decision is not Decision.ALLOW
 
 
+@pytest.mark.parametrize(("words", "command"), [
+    (("git", "-P", "stash", "list"), "git --no-pager -P stash list"),  # the line from the second option on
+    (("git", "--no-pager", "stash", "list"), "git --no-pager -P stash list"),  # an option, then the subcommand
+    (("git", "--no-pager", "stash"), "git --no-pager --literal-pathspecs -P stash list"),
+])
+def test_a_policy_file_allow_rule_never_matches_a_line_rebuilt_around_its_global_options(
+        words: tuple[str, ...], command: str) -> None:
+    # Only options git reads as harmless here, so nothing else keeps the line from ALLOW: the forms rebuilt from
+    # the global options are for tightening only. An ALLOW rule matches the line as written or the subcommand
+    # without its global options (`git stash list` would allow all three), never a rebuilt middle.
+    rule = Rule(Decision.ALLOW, "fine", "file:ok", words=words)
+    result = CommandPolicy([rule]).evaluate(command)
+    assert (result.decision, result.rule) == (Decision.REQUIRE_APPROVAL, "fallback:unknown-command"), result
+    assert CommandPolicy([rule]).evaluate(" ".join(words)).decision is Decision.ALLOW  # the rule itself works
+    everything = Rule(Decision.ALLOW, "fine", "file:ok", words=("git", "stash", "list"))
+    assert CommandPolicy([everything]).evaluate(command).decision is Decision.ALLOW
+
+
 @pytest.mark.parametrize("command", ["git --no-pager status", "git --exec-path=/tmp/x status", "git -cx status",
                                      "git -c core.pager=x status", "git --config-env=core.pager=P status"])
 def test_a_policy_file_rule_for_a_git_subcommand_applies_behind_global_options(command: str) -> None:

@@ -50,6 +50,23 @@ def test_a_unittest_run_with_expected_failures_counts_them_as_skipped_not_passed
     assert parse_test_counts(output) == {"passed": 2, "failed": 0, "errors": 0, "skipped": 3}
 
 
+@pytest.mark.parametrize(("summary", "counts"), [
+    ("FAILED (failures=1=1)", {"passed": 3, "failed": 0, "errors": 0, "skipped": 0}),
+    ("FAILED (failures=x, errors=1)", {"passed": 2, "failed": 0, "errors": 1, "skipped": 0}),
+    ("FAILED (foo=1=2, failures=1)", {"passed": 2, "failed": 1, "errors": 0, "skipped": 0}),
+    ("FAILED (failures=1,errors=1)", {"passed": 1, "failed": 1, "errors": 1, "skipped": 0}),
+    ("OK (skipped=2, unexpected successes=1)", {"passed": 1, "failed": 0, "errors": 0, "skipped": 2}),
+])
+def test_a_unittest_summary_with_counts_that_are_not_numbers_is_read_without_crashing(summary: str,
+                                                                                      counts: dict[str, int]) -> None:
+    # The project's tests (or the agent's) print what they like: a `FAILED (…)` line of theirs after a `Ran N
+    # tests in` line raised ValueError from int() and took the verification down with it. A count that is not
+    # `name=digits` is left out; the verdict still goes by the exit code.
+    output = f"Ran 3 tests in 0.01s\n\n{summary}\n"
+    assert parse_test_counts(output) == counts
+    assert classify_test_run("python3 -m unittest", 1, output).status == "failed"
+
+
 def test_a_bare_ok_line_without_a_unittest_summary_is_not_read_as_unittest() -> None:
     # a test that prints "OK" on a line of its own, in a pytest run
     output = "OK\n.....\n===== 5 passed in 0.10s =====\n"
