@@ -316,6 +316,34 @@ def test_a_policy_file_allow_rule_for_a_later_git_global_option_does_not_loosen_
     assert CommandPolicy([rule]).evaluate("git --no-pager -C x status").decision is not Decision.ALLOW
 
 
+@pytest.mark.parametrize(("command", "rule"), [
+    ("git --no-advice -c core.pager='sh -c x' log", "default:git-config"),
+    ("git --bare -c alias.st='!sh -c x' st", "default:git-config"),
+    ("git --frob --no-pager -ccore.sshCommand=x fetch", "default:git-config"),
+    ("git --bare clone -u 'sh -c x' r", "default:git-exec"),
+    ("git --no-advice grep -O'sh' x", "default:git-exec"),
+    ("git --bare --no-pager grep --open-files-in-pager=sh x", "default:git-exec"),
+    ("git --no-advice rebase -x 'rm -rf ~' main", "default:destructive"),
+])
+def test_program_running_git_options_past_an_option_the_policy_does_not_know_are_denied(
+        policy: CommandPolicy, command: str, rule: str) -> None:
+    # `--bare` and `--no-advice` are real global options the policy does not model: past them it cannot know
+    # where git's own options end, so each later word is judged both as a global option and, for the subcommands
+    # whose options run programs, as that subcommand. These were REQUIRE_APPROVAL ("option not understood").
+    result = policy.evaluate(command)
+    assert (result.decision, result.rule) == (DENY, rule), result
+
+
+@pytest.mark.parametrize("command", ["git --frob -c color.ui=never log", "git --bare status", "git --frob -C x log",
+                                     "git --bare log --grep=rebase -x", "git --bare log --author=clone -u"])
+def test_harmless_words_past_an_unknown_git_option_still_only_need_approval(policy: CommandPolicy,
+                                                                          command: str) -> None:
+    # (`git --bare log -- clone -u` is DENY: whether the unknown option takes `log` and `--` as its values is not
+    # known, so `clone` may be the subcommand; over-strict on purpose)
+    result = policy.evaluate(command)
+    assert (result.decision, result.rule) == (Decision.REQUIRE_APPROVAL, "structure:git-option"), result
+
+
 @pytest.mark.parametrize(("words", "command"), [
     (("git", "-P", "stash", "list"), "git --no-pager -P stash list"),  # the line from the second option on
     (("git", "--no-pager", "stash", "list"), "git --no-pager -P stash list"),  # an option, then the subcommand

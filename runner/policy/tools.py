@@ -89,42 +89,31 @@ def analyse_git(judge: Judge, argv: list[str], depth: int) -> Analysis:
     clean = True
     starts: list[int] = []
     while index < len(argv) and argv[index].startswith("-"):
-        arg = argv[index]
         starts.append(index)
-        if arg in _SAFE_GIT_GLOBAL_OPTIONS:
-            index += 1
-        elif arg == "-c" or arg.startswith("-c"):
-            setting = arg[2:] or (argv[index + 1] if index + 1 < len(argv) else "")
-            hard.append(_git_config(setting.split("=", 1)[0]))
-            index += 1 if arg[2:] else 2
-        elif arg.startswith("--config-env"):
-            setting = arg.split("=", 1)[1] if "=" in arg else (argv[index + 1] if index + 1 < len(argv) else "")
-            hard.append(_git_config(setting.split("=", 1)[0]))
-            index += 1 if "=" in arg else 2
-        elif arg.startswith("--exec-path="):
-            hard.append(deny("`git --exec-path=…` makes git run programs from another directory",
-                              "default:git-exec"))
-            index += 1
-        elif arg in ("-C", "--git-dir", "--work-tree", "--namespace"):
-            hard.append(approve(f"`git {arg}` points git at another repository or directory",
-                                 "structure:git-option"))
-            index += 2
-        elif arg.startswith(("--git-dir=", "--work-tree=", "--namespace=")):
-            hard.append(approve(f"`git {arg.split('=')[0]}` points git at another repository or directory",
-                                 "structure:git-option"))
-            index += 1
-        else:
-            hard.append(approve(f"the git option {arg} is not understood", "structure:git-option"))
+        finding, after = _global_option(argv, index)
+        hard += [finding] if finding is not None else []
+        if after is None:
             clean = False
             break
+        index = after
     rest = argv[index:]
     hard.extend(_git_subcommand_options(judge, rest, depth))
+    if not clean:
+        # Past an option the policy does not know (git may: `--bare`, `--no-advice`), where git's options end is
+        # not known either: every later word spelt like an option is judged as a global option too, and the
+        # first of each subcommand whose options run programs as that subcommand (a later one sees fewer words)
+        for later in range(index + 1, len(argv)):
+            if argv[later].startswith("-"):
+                starts.append(later)
+                finding, after = _global_option(argv, later)
+                hard += [finding] if finding is not None and after is not None else []
+        for subcommand in ("rebase", "clone", "grep"):
+            if subcommand in argv[index + 1:]:
+                hard.extend(_git_subcommand_options(judge, argv[argv.index(subcommand, index + 1):], depth))
     # A rule naming a global option (`git -C`, `git -C x push`) must see it wherever it stands among the others
     # (`git --no-pager -C x push`, `git -C x --no-pager push`): the line from each global option on, and each
     # global option with its value before the subcommand, are forms too - for tightening only. Past an option
     # not understood, where the subcommand starts is not known: every later word spelt like an option counts.
-    if not clean:
-        starts += [later for later in range(index + 1, len(argv)) if argv[later].startswith("-")]
     forms = [Form(tuple(argv)), *(Form(("git", *argv[start:]), allow_ok=False) for start in starts[1:])]
     if clean:  # each option but the last with its value, then the subcommand (the last one's form is above)
         forms += [Form(("git", *argv[start:end], *rest), allow_ok=False)
@@ -132,6 +121,29 @@ def analyse_git(judge: Judge, argv: list[str], depth: int) -> Analysis:
     if rest and clean:
         forms.append(Form(("git", *rest)))
     return Analysis(forms, hard=hard)
+
+
+def _global_option(argv: list[str], index: int) -> tuple[PolicyResult | None, int | None]:
+    """The finding on the global option at argv[index] (None: harmless) and where the next word starts (None:
+    the option is not understood, so where it ends is not known)."""
+    arg = argv[index]
+    value = argv[index + 1] if index + 1 < len(argv) else ""
+    if arg in _SAFE_GIT_GLOBAL_OPTIONS:
+        return None, index + 1
+    if arg.startswith("-c"):
+        return _git_config((arg[2:] or value).split("=", 1)[0]), index + (1 if arg[2:] else 2)
+    if arg.startswith("--config-env"):
+        setting = arg.split("=", 1)[1] if "=" in arg else value
+        return _git_config(setting.split("=", 1)[0]), index + (1 if "=" in arg else 2)
+    if arg.startswith("--exec-path="):
+        return deny("`git --exec-path=…` makes git run programs from another directory", "default:git-exec"), index + 1
+    if arg in ("-C", "--git-dir", "--work-tree", "--namespace"):
+        return approve(f"`git {arg}` points git at another repository or directory", "structure:git-option"), index + 2
+    if arg.startswith(("--git-dir=", "--work-tree=", "--namespace=")):
+        return approve(f"`git {arg.split('=')[0]}` points git at another repository or directory",
+                       "structure:git-option"), index + 1
+    return approve(f"the git option {arg} is not understood", "structure:git-option"), None
+
 
 def _git_subcommand_options(judge: Judge, rest: list[str], depth: int) -> list[PolicyResult]:
     """Subcommand options that run a program: `--upload-pack`, `--receive-pack`, `--exec`, `clone -u`,
