@@ -433,3 +433,29 @@ def test_a_binary_hunk_whose_data_is_bad_is_refused_at_its_literal_line(block: C
     assert patch.split(b"\n")[literal_line - 1] == b"literal %d" % len(data)
     reason = refusal(patch)
     assert reason.startswith(f"unparseable patch at line {literal_line} ('literal {len(data)}'): {message}"), reason
+
+
+def _corrupt_checksum(data: bytes) -> bytes:
+    compressed = bytearray(zlib.compress(data))
+    compressed[-1] ^= 0xFF  # the adler32 trailer: zlib notices only once all the data is out
+    return bytes(compressed)
+
+
+@pytest.mark.parametrize(("data", "size", "compressed", "message"), [
+    # 1.5 MiB behind `literal 100`: the size is exceeded long before the bad checksum is reached
+    (b"\0" * (1536 << 10), 100, _corrupt_checksum(b"\0" * (1536 << 10)),
+     "binary hunk inflates past its declared size"),
+    # a stream cut before its trailer, with 100 bytes more than declared still inside zlib after the first MiB
+    (b"\0" * ((1 << 20) + 100), 1 << 20, zlib.compress(b"\0" * ((1 << 20) + 100), 9)[:-4],
+     "binary hunk inflates past its declared size"),
+    (b"\0" * 4096, 4096, zlib.compress(b"\0" * 4096)[:-4], "binary hunk does not inflate to its declared size"),
+    (b"\0" * 4096, 4096, _corrupt_checksum(b"\0" * 4096), "corrupt zlib data in a binary hunk"),
+])
+def test_a_binary_hunk_that_is_too_big_or_broken_says_which(data: bytes, size: int, compressed: bytes,
+                                                            message: str) -> None:
+    # A reviewer told "corrupt data" about a 1.5 MiB blob declared as 100 bytes is told the wrong thing: the
+    # data is inflated a MiB at a time and checked against the declared size as it comes, so the oversize is
+    # what is named, before anything later in the stream.
+    with deadline(10):
+        reason = refusal(binary_block("b.bin", data, size=size, compressed=compressed))
+    assert reason.endswith(message), reason

@@ -584,6 +584,7 @@ def test_python_modules_are_judged_as_the_module_command(policy: CommandPolicy, 
     ("python3 -mhttp.server", "runs the Python module `http.server`"),
     ("python3 x.py", "runs the Python script x.py"),
     ("python3 -Z x", "unrecognised option -Z for `python3`"),
+    ("python3 -M x", "unrecognised option -M for `python3`"),  # -m's capital is no option of Python's
     ("python3", "`python3` reads a program from stdin or starts a REPL"),
     ("env -x ls", "the options of `env` are not understood"),
 ])
