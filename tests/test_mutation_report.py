@@ -78,3 +78,53 @@ def test_an_entry_never_moves_onto_an_entry_that_stays() -> None:
     entries = _entries((F + "17", "aaaa"), (F + "19", "bbbb"), (F + "4", "dddd"))
     undecided = {F + "19": "aaaa", F + "4": "eeee", F + "6": "dddd"}
     assert report.renumbered(entries, undecided) == {F + "4": F + "6"}
+
+
+_changed_spec = importlib.util.spec_from_file_location(
+    "mutation_changed", Path(__file__).parent.parent / "scripts" / "mutation_changed.py")
+assert _changed_spec is not None and _changed_spec.loader is not None
+changed_module = importlib.util.module_from_spec(_changed_spec)
+_changed_spec.loader.exec_module(changed_module)
+
+BEFORE = '''LIMIT = 3
+
+
+def kept(x):
+    return x + 1
+
+
+def edited(x):
+    return x * 2
+
+
+class Reader:
+    def read(self):
+        return LIMIT
+'''
+
+
+@pytest.mark.parametrize(("after", "globs"), [
+    (BEFORE.replace("return x + 1", "return x + 1  # a comment only"), []),
+    (BEFORE.replace("x * 2", "x * 3"), ["m.x_edited__mutmut_*"]),
+    (BEFORE.replace("return LIMIT", "return LIMIT - 1"), ["m.xǁReaderǁread__mutmut_*"]),
+    (BEFORE + "\n\ndef added(y):\n    return y\n", ["m.x_added__mutmut_*"]),
+    (BEFORE.replace("def edited(x):\n    return x * 2\n", ""), ["m.x_edited__mutmut_*"]),  # its old mutants go
+    (BEFORE.replace("LIMIT = 3", "LIMIT = 4"), ["m.*"]),  # every function may read a changed constant
+    (BEFORE.replace("class Reader:", "class Reader(dict):"), ["m.*"]),
+])
+def test_only_the_functions_whose_code_changed_are_measured_again(after: str, globs: list[str]) -> None:
+    assert changed_module.changed(BEFORE, after, "m") == globs
+
+
+def test_a_module_added_or_removed_is_measured_whole() -> None:
+    assert changed_module.changed(None, BEFORE, "m") == ["m.*"]
+    assert changed_module.changed(BEFORE, None, "m") == ["m.*"]
+    assert changed_module.module_name("runner/policy/__init__.py") == "runner.policy"
+
+
+def test_an_update_keeps_the_results_of_unchanged_functions_only() -> None:
+    results = ("    m.x_kept__mutmut_1: killed\n    m.x_kept__mutmut_2: not checked\n"
+               "    m.x_edited__mutmut_1: survived\n    m.x_other__mutmut_1: not checked\n")
+    earlier = "    m.x_kept__mutmut_2: survived\n    m.x_other__mutmut_1: killed\n    m.x_edited__mutmut_2: killed\n"
+    assert changed_module.carried(results, earlier, ["m.x_edited__mutmut_*"]) == (
+        "    m.x_kept__mutmut_2: survived\n    m.x_other__mutmut_1: killed\n    m.x_kept__mutmut_1: killed\n")
