@@ -317,31 +317,62 @@ def test_a_policy_file_allow_rule_for_a_later_git_global_option_does_not_loosen_
 
 
 @pytest.mark.parametrize(("command", "rule"), [
+    # behind global options the policy did not know (git 2.47 has them: its own list is now the policy's)
     ("git --no-advice -c core.pager='sh -c x' log", "default:git-config"),
     ("git --bare -c alias.st='!sh -c x' st", "default:git-config"),
-    ("git --frob --no-pager -ccore.sshCommand=x fetch", "default:git-config"),
+    ("git -p --no-pager -ccore.sshCommand=x fetch", "default:git-config"),
     ("git --bare clone -u 'sh -c x' r", "default:git-exec"),
-    ("git --no-advice grep -O'sh' x", "default:git-exec"),
-    ("git --bare --no-pager grep --open-files-in-pager=sh x", "default:git-exec"),
-    ("git --no-advice rebase -x 'rm -rf ~' main", "default:destructive"),
+    ("git --no-lazy-fetch grep -O'sh' x", "default:git-exec"),
+    ("git --shallow-file f rebase -x 'rm -rf ~' HEAD", "default:destructive"),
+    # `--` taken as the value of the option before it, so the next word is an option again (git grep was ALLOW)
+    ("git grep -e -- -e import '-Otouch /tmp/x'", "default:git-exec"),
+    ("git rebase -X -- -x 'rm -rf ~' HEAD~1", "default:destructive"),
+    ("git clone -b -- -u 'sh -c x' . d", "default:git-exec"),
+    ("git fetch -o -- --upload-pack='sh -c x' .", "default:git-exec"),
+    ("git push -o -- --receive-pack='sh -c x' .", "default:git-exec"),
+    # the shortest prefixes git takes where the subcommand has the option
+    ("git ls-remote --u='sh -c x' .", "default:git-exec"), ("git clone --up='sh -c x' . d", "default:git-exec"),
+    ("git push --e='sh -c x' .", "default:git-exec"),
+    # a command glued to rebase's -x is that command, not the next word
+    ("git rebase '-xrm -rf ~' HEAD~1", "default:destructive"),
+    ("git rebase '-xA=1 rm -rf ~' HEAD~1", "default:destructive"),
+    # clone's own -c is set before the fetch
+    ("git clone -c core.sshCommand='sh -c x' x d", "default:git-config"),
+    ("git clone -c protocol.ext.allow=always 'ext::sh -c x' d", "default:git-config"),
 ])
-def test_program_running_git_options_past_an_option_the_policy_does_not_know_are_denied(
-        policy: CommandPolicy, command: str, rule: str) -> None:
-    # `--bare` and `--no-advice` are real global options the policy does not model: past them it cannot know
-    # where git's own options end, so each later word is judged both as a global option and, for the subcommands
-    # whose options run programs, as that subcommand. These were REQUIRE_APPROVAL ("option not understood").
+def test_git_lines_that_run_a_program_are_denied_however_the_options_are_spelt(policy: CommandPolicy, command: str,
+                                                                                rule: str) -> None:
+    # Each was REQUIRE_APPROVAL, or ALLOW, before (found by a reviewer helper; git 2.47 checked in a scratch
+    # repository with harmless commands: an option that takes a value takes `--` as it).
     result = policy.evaluate(command)
     assert (result.decision, result.rule) == (DENY, rule), result
 
 
-@pytest.mark.parametrize("command", ["git --frob -c color.ui=never log", "git --bare status", "git --frob -C x log",
-                                     "git --bare log --grep=rebase -x", "git --bare log --author=clone -u"])
-def test_harmless_words_past_an_unknown_git_option_still_only_need_approval(policy: CommandPolicy,
-                                                                          command: str) -> None:
-    # (`git --bare log -- clone -u` is DENY: whether the unknown option takes `log` and `--` as its values is not
-    # known, so `clone` may be the subcommand; over-strict on purpose)
-    result = policy.evaluate(command)
-    assert (result.decision, result.rule) == (Decision.REQUIRE_APPROVAL, "structure:git-option"), result
+@pytest.mark.parametrize("command", ["git log -1 --decorate-refs -- --format=x --output=.git/config",
+                                     "git diff --no-index -I -- --output=/tmp/f a b",
+                                     "git blame --output=README.md README.md"])
+def test_git_lines_that_write_a_file_are_not_allowed(policy: CommandPolicy, command: str) -> None:
+    # `--output` empties and writes the file it names (blame takes the diff options too); these were ALLOW
+    assert policy.evaluate(command).decision is Decision.REQUIRE_APPROVAL
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    ("git --no-advice switch -c feature", Decision.REQUIRE_APPROVAL),  # switch's -c is no global -c
+    ("git --no-advice grep -c TODO", Decision.ALLOW), ("git --no-lazy-fetch log -- grep -O", Decision.ALLOW),
+    ("git log -- --ext-diff", Decision.ALLOW), ("git grep -e foo -- src", Decision.ALLOW),
+    ("git --no-pager log --grep=clone", Decision.ALLOW), ("pytest -- --basetemp=x", Decision.ALLOW),
+    ("git --frob -c core.pager=x log", Decision.REQUIRE_APPROVAL),  # git refuses an option it lacks: nothing runs
+    ("git --html-path", Decision.REQUIRE_APPROVAL),
+])
+def test_harmless_git_lines_are_not_denied(policy: CommandPolicy, command: str, expected: Decision) -> None:
+    assert policy.evaluate(command).decision is expected
+
+
+@pytest.mark.parametrize("command", ["git --no-advice push origin", "git -p push", "git --bare --no-pager push"])
+def test_a_policy_file_deny_rule_for_a_subcommand_applies_behind_every_global_option_git_has(command: str) -> None:
+    rule = Rule(DENY, "never push", "file:no-push", words=("git", "push"))
+    result = CommandPolicy([rule]).evaluate(command)
+    assert (result.decision, result.rule) == (DENY, "file:no-push"), result
 
 
 @pytest.mark.parametrize(("words", "command"), [

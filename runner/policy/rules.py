@@ -30,10 +30,18 @@ def could_be_option(arg: str, option: str) -> bool:
     return name.lstrip("-") == option[1:]
 
 
+def ends_options(args: Sequence[str], index: int) -> bool:
+    """Whether the `--` at args[index] ends the options. Not after an option without `=`: one that takes a value
+    takes a following `--` as it (`git grep -e -- -Ocmd`, `git log --decorate-refs -- --output=f`), and which
+    options take values is not modelled, so the words after it may still be options (over-strict, never under)."""
+    before = args[index - 1] if index > 0 else ""
+    return not before.startswith("-") or before == "-" or (before.startswith("--") and "=" in before)
+
+
 def mentions_option(args: Sequence[str], options: Sequence[str]) -> bool:
-    """True when any of `options` may be in effect; arguments after `--` are operands, not options."""
-    for arg in args:
-        if arg == "--":
+    """True when any of `options` may be in effect; arguments after a `--` that ends the options are operands."""
+    for index, arg in enumerate(args):
+        if arg == "--" and ends_options(args, index):
             return False
         if arg.startswith("-") and arg != "-" and any(could_be_option(arg, option) for option in options):
             return True
@@ -282,10 +290,10 @@ def default_rules() -> tuple[Rule, ...]:
                        unless=["-o", "--output", "--compress-program"]))
     rules.append(_rule(allow, "uniq", read.format(cmd="uniq"), "read-only", check=_uniq_reads_only))
     git_read = "`{cmd}` only reads the repository"
-    add_all(allow, ["git status", "git rev-parse", "git ls-files", "git blame"], git_read, "git-read")
+    add_all(allow, ["git status", "git rev-parse", "git ls-files"], git_read, "git-read")
     rules.append(_rule(allow, "git diff", git_read.format(cmd="git diff"), "git-read",
                        unless=["--output", "--ext-diff"]))
-    for sub in ("log", "show"):
+    for sub in ("blame", "log", "show"):  # blame takes the diff options too: `--output=FILE` empties FILE
         rules.append(_rule(allow, f"git {sub}", git_read.format(cmd=f"git {sub}"), "git-read", unless=["--output"]))
     rules.append(_rule(allow, "git grep", git_read.format(cmd="git grep"), "git-read",
                        unless=["-O", "--open-files-in-pager"]))

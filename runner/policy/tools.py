@@ -7,12 +7,23 @@ import posixpath
 import re
 
 from runner.policy.commands import INTERPRETERS, PYTHON, SHELLS, Analysis, Form, Judge
-from runner.policy.rules import HARMLESS_DEVICES, could_be_option, escapes_workspace, is_device
+from runner.policy.rules import HARMLESS_DEVICES, could_be_option, ends_options, escapes_workspace, is_device
 from runner.policy.verdict import PolicyResult, approve, deny
 
 _SAFE_GIT_GLOBAL_OPTIONS = frozenset({"--no-pager", "-P", "--no-replace-objects", "--literal-pathspecs",
-                                      "--glob-pathspecs", "--noglob-pathspecs", "--icase-pathspecs",
-                                      "--no-optional-locks"})
+                                      "--no-literal-pathspecs", "--glob-pathspecs", "--noglob-pathspecs",
+                                      "--icase-pathspecs", "--no-optional-locks", "--no-advice", "--no-lazy-fetch",
+                                      "--exec-path", "--html-path", "--man-path", "--info-path"})
+"""git 2.47's global options that run nothing (the four `--…-path` without a value print a path and exit).
+git refuses an option not in its own list ("unknown option") and runs nothing, so the list below is all of
+them: past an option the policy does not know, nothing can run."""
+_GIT_OTHER_TREE = {"-C": "repository or directory", "--git-dir": "repository or directory",
+                   "--work-tree": "repository or directory", "--namespace": "repository or directory",
+                   "--shallow-file": "shallow file", "--attr-source": "attributes tree"}
+"""Global options with a value that point git at another repository, directory or attributes tree."""
+_REMOTE_SUBCOMMANDS = frozenset({"clone", "fetch", "pull", "push", "ls-remote", "archive", "fetch-pack",
+                                 "send-pack", "remote", "submodule"})
+"""Subcommands that have `--upload-pack`, `--receive-pack` or `--exec`: any unique prefix of those runs a program."""
 _SAFE_GIT_CONFIG = re.compile(r"(color|column|advice|i18n)\..+|core\.(quotepath|abbrev)|user\.(name|email)"
                               r"|init\.defaultbranch|safe\.directory|diff\.(noprefix|renames|algorithm)"
                               r"|log\.(date|decorate)|grep\.(linenumber|patterntype)", re.IGNORECASE)
@@ -98,22 +109,12 @@ def analyse_git(judge: Judge, argv: list[str], depth: int) -> Analysis:
         index = after
     rest = argv[index:]
     hard.extend(_git_subcommand_options(judge, rest, depth))
-    if not clean:
-        # Past an option the policy does not know (git may: `--bare`, `--no-advice`), where git's options end is
-        # not known either: every later word spelt like an option is judged as a global option too, and the
-        # first of each subcommand whose options run programs as that subcommand (a later one sees fewer words)
-        for later in range(index + 1, len(argv)):
-            if argv[later].startswith("-"):
-                starts.append(later)
-                finding, after = _global_option(argv, later)
-                hard += [finding] if finding is not None and after is not None else []
-        for subcommand in ("rebase", "clone", "grep"):
-            if subcommand in argv[index + 1:]:
-                hard.extend(_git_subcommand_options(judge, argv[argv.index(subcommand, index + 1):], depth))
     # A rule naming a global option (`git -C`, `git -C x push`) must see it wherever it stands among the others
     # (`git --no-pager -C x push`, `git -C x --no-pager push`): the line from each global option on, and each
     # global option with its value before the subcommand, are forms too - for tightening only. Past an option
     # not understood, where the subcommand starts is not known: every later word spelt like an option counts.
+    if not clean:
+        starts += [later for later in range(index + 1, len(argv)) if argv[later].startswith("-")]
     forms = [Form(tuple(argv)), *(Form(("git", *argv[start:]), allow_ok=False) for start in starts[1:])]
     if clean:  # each option but the last with its value, then the subcommand (the last one's form is above)
         forms += [Form(("git", *argv[start:end], *rest), allow_ok=False)
@@ -125,23 +126,27 @@ def analyse_git(judge: Judge, argv: list[str], depth: int) -> Analysis:
 
 def _global_option(argv: list[str], index: int) -> tuple[PolicyResult | None, int | None]:
     """The finding on the global option at argv[index] (None: harmless) and where the next word starts (None:
-    the option is not understood, so where it ends is not known)."""
+    an option git does not have either: git refuses the line, and where the option ends is not known)."""
     arg = argv[index]
     value = argv[index + 1] if index + 1 < len(argv) else ""
-    if arg in _SAFE_GIT_GLOBAL_OPTIONS:
+    name = arg.split("=", 1)[0]
+    if arg in _SAFE_GIT_GLOBAL_OPTIONS or arg.startswith("--list-cmds="):
         return None, index + 1
     if arg.startswith("-c"):
         return _git_config((arg[2:] or value).split("=", 1)[0]), index + (1 if arg[2:] else 2)
-    if arg.startswith("--config-env"):
+    if name == "--config-env":
         setting = arg.split("=", 1)[1] if "=" in arg else value
         return _git_config(setting.split("=", 1)[0]), index + (1 if "=" in arg else 2)
-    if arg.startswith("--exec-path="):
+    if name == "--exec-path":
         return deny("`git --exec-path=…` makes git run programs from another directory", "default:git-exec"), index + 1
-    if arg in ("-C", "--git-dir", "--work-tree", "--namespace"):
-        return approve(f"`git {arg}` points git at another repository or directory", "structure:git-option"), index + 2
-    if arg.startswith(("--git-dir=", "--work-tree=", "--namespace=")):
-        return approve(f"`git {arg.split('=')[0]}` points git at another repository or directory",
-                       "structure:git-option"), index + 1
+    if name in _GIT_OTHER_TREE and (name != "-C" or arg == "-C"):
+        return (approve(f"`git {name}` points git at another {_GIT_OTHER_TREE[name]}", "structure:git-option"),
+                index + (1 if "=" in arg else 2))
+    if arg == "--bare":
+        return approve("`git --bare` treats the directory as a repository", "structure:git-option"), index + 1
+    if arg in ("-p", "--paginate"):
+        return approve(f"`git {arg}` starts the pager, a program the configuration names", "structure:git-option"), \
+            index + 1
     return approve(f"the git option {arg} is not understood", "structure:git-option"), None
 
 
@@ -149,20 +154,29 @@ def _git_subcommand_options(judge: Judge, rest: list[str], depth: int) -> list[P
     """Subcommand options that run a program: `--upload-pack`, `--receive-pack`, `--exec`, `clone -u`,
     `grep -O`; `rebase --exec CMD` is judged as a nested command instead."""
     findings: list[PolicyResult] = []
+    if not rest:  # `git --html-path`: no subcommand
+        return findings
     args = rest[1:]
+    # Where the subcommand has the option, git takes any unique prefix (`clone --u=…`): the shortest count.
+    shortest = 3 if rest[0] in _REMOTE_SUBCOMMANDS else 5
     for index, arg in enumerate(args):
-        if arg == "--":
+        if arg == "--" and ends_options(args, index):  # not `grep -e -- -O…`: there `--` is -e's value
             break
         if rest[0] == "rebase" and (could_be_option(arg, "--exec") or re.fullmatch(r"-[^-]*x.*", arg)):
-            value = arg.split("=", 1)[1] if "=" in arg else (args[index + 1] if index + 1 < len(args) else "")
+            glued = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else \
+                arg[arg.index("x") + 1:] if not arg.startswith("--") else ""
+            value = glued or (args[index + 1] if index + 1 < len(args) else "")
             findings.append(approve("`git rebase --exec` runs a command after each commit",
                                      "structure:git-option"))
             findings.append(judge.nested(value, depth, "`git rebase --exec`"))
-        elif arg.startswith("--") and len(arg.split("=", 1)[0]) > 4 and any(
+        elif arg.startswith("--") and len(arg.split("=", 1)[0]) >= shortest and any(
                 could_be_option(arg, option) for option in ("--upload-pack", "--receive-pack", "--config-env",
                                                              "--exec-path")):  # its prefixes cover `--exec`
             findings.append(deny(f"`git {rest[0]} {arg}` makes git run an arbitrary program",
                                   "default:git-exec"))
+        elif rest[0] == "clone" and arg.startswith("-c"):  # set before the fetch (`--config` is caught above)
+            setting = arg[2:] or (args[index + 1] if index + 1 < len(args) else "")
+            findings.append(_git_config(setting.split("=", 1)[0]))
         elif rest[0] == "clone" and re.fullmatch(r"-[^-]*u.*", arg):
             findings.append(deny("`git clone -u` makes git run an arbitrary program", "default:git-exec"))
         elif rest[0] == "grep" and (re.fullmatch(r"-[^-]*O.*", arg) or could_be_option(
