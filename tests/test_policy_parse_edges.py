@@ -516,3 +516,14 @@ def test_every_spelling_of_a_git_program_option_is_refused(policy: CommandPolicy
     # `--exec` (fetch, push, archive) and its abbreviations: git takes any unambiguous prefix
     result = policy.evaluate(command)
     assert (result.decision, result.rule) == (DENY, "default:git-exec"), result
+
+
+def test_a_git_line_with_more_global_options_than_any_real_one_is_denied_not_matched_form_by_form(
+        policy: CommandPolicy) -> None:
+    # Each global option makes a form as long as the line, so 16 KB of `-C x` took 6-8 s to judge; past 64 (no
+    # real line has that many) the line is refused outright.
+    assert policy.evaluate("git " + "--no-pager " * 64 + "status").decision is Decision.ALLOW
+    for command in ("git " + "--no-pager " * 65 + "status", "git " + "-C x " * 3200 + "push",
+                    "git --frob " + "-a " * 5000 + "push"):
+        result = policy.evaluate(command)
+        assert (result.decision, result.rule) == (DENY, "structure:unmodelled"), result

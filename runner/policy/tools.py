@@ -21,6 +21,8 @@ _GIT_OTHER_TREE = {"-C": "repository or directory", "--git-dir": "repository or 
                    "--work-tree": "repository or directory", "--namespace": "repository or directory",
                    "--shallow-file": "shallow file", "--attr-source": "attributes tree"}
 """Global options with a value that point git at another repository, directory or attributes tree."""
+_MAX_GLOBAL_OPTIONS = 64
+"""More global options than any real line has; past it the line is denied rather than matched form by form."""
 _REMOTE_SUBCOMMANDS = frozenset({"clone", "fetch", "pull", "push", "ls-remote", "archive", "fetch-pack",
                                  "send-pack", "remote", "submodule"})
 """Subcommands that have `--upload-pack`, `--receive-pack` or `--exec`: any unique prefix of those runs a program."""
@@ -115,6 +117,9 @@ def analyse_git(judge: Judge, argv: list[str], depth: int) -> Analysis:
     # not understood, where the subcommand starts is not known: every later word spelt like an option counts.
     if not clean:
         starts += [later for later in range(index + 1, len(argv)) if argv[later].startswith("-")]
+    if len(starts) > _MAX_GLOBAL_OPTIONS:  # each start is a form as long as the line: quadratic past this
+        return Analysis([Form(tuple(argv))], hard=[*hard, deny(
+            f"more than {_MAX_GLOBAL_OPTIONS} git global options cannot be reviewed", "structure:unmodelled")])
     forms = [Form(tuple(argv)), *(Form(("git", *argv[start:]), allow_ok=False) for start in starts[1:])]
     if clean:  # each option but the last with its value, then the subcommand (the last one's form is above)
         forms += [Form(("git", *argv[start:end], *rest), allow_ok=False)
