@@ -290,10 +290,10 @@ def default_rules() -> tuple[Rule, ...]:
                        unless=["-o", "--output", "--compress-program"]))
     rules.append(_rule(allow, "uniq", read.format(cmd="uniq"), "read-only", check=_uniq_reads_only))
     git_read = "`{cmd}` only reads the repository"
-    add_all(allow, ["git status", "git rev-parse", "git ls-files"], git_read, "git-read")
+    add_all(allow, ["git status", "git rev-parse", "git ls-files", "git blame"], git_read, "git-read")
     rules.append(_rule(allow, "git diff", git_read.format(cmd="git diff"), "git-read",
                        unless=["--output", "--ext-diff"]))
-    for sub in ("blame", "log", "show"):  # blame takes the diff options too: `--output=FILE` empties FILE
+    for sub in ("log", "show"):
         rules.append(_rule(allow, f"git {sub}", git_read.format(cmd=f"git {sub}"), "git-read", unless=["--output"]))
     rules.append(_rule(allow, "git grep", git_read.format(cmd="git grep"), "git-read",
                        unless=["-O", "--open-files-in-pager"]))

@@ -187,6 +187,8 @@ def _git_subcommand_options(judge: Judge, rest: list[str], depth: int) -> list[P
         elif rest[0] == "grep" and (re.fullmatch(r"-[^-]*O.*", arg) or could_be_option(
                 arg, "--open-files-in-pager")):
             findings.append(deny("`git grep -O` runs an arbitrary pager program", "default:git-exec"))
+        if could_be_option(arg, "--output"):  # diff, log, show, blame, …: `--output=FILE` empties and writes FILE
+            findings.append(approve(f"`git {rest[0]} {arg}` writes its output to a file", "structure:git-option"))
         if could_be_option(arg, "--ext-diff") or (
                 len(arg.split("=", 1)[0]) >= len("--textc") and could_be_option(arg, "--textconv")):
             # Abbreviations count where git could take them (`--textc`; `--text` is another option).
