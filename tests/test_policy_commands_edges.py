@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import runner
-from runner.policy import CommandPolicy, Decision, PolicyFileError
+from runner.policy import CommandPolicy, Decision, PolicyFileError, Rule
 from runner.policy.policyfile import load_rules
 
 ALLOW, ASK, DENY = Decision.ALLOW, Decision.REQUIRE_APPROVAL, Decision.DENY
@@ -400,8 +400,19 @@ def test_eval_and_a_command_string_without_a_pipe_into_a_shell_stay_a_question(p
     ("./run.sh", ASK, "structure:path"),
     ("/usr/bin/ls", ASK, "structure:path"),  # only commands known by name are allowed
     ("/bin/ -x", ASK, "structure:path"),
+    ("/", ASK, "structure:path"), ("// -rf x", ASK, "structure:path"),  # no name at all: by path, nothing else
+    ("/usr/local/bin/rmX -rf /", ASK, "structure:path"),  # a program named rmX is not rm: the name is not cut
+    ("/usr/bin/git rebase -x 'bash' main", ASK, "structure:path"),  # rebase's command reads no pipe
 ])
 def test_a_command_named_by_its_path_is_judged_as_the_command_and_never_allowed(
         policy: CommandPolicy, command: str, decision: Decision, rule: str) -> None:
     result = policy.evaluate(command)
     assert (result.decision, result.rule) == (decision, rule), result
+
+
+def test_a_policy_file_rule_naming_a_program_by_its_path_applies_to_that_path() -> None:
+    # A user who forbids one binary names it by its path; the line is matched as written, not only by its name.
+    rule = Rule(DENY, "not that build of the tool", "file:no-vendored-tool", words=("/opt/vendor/bin/tool",))
+    result = CommandPolicy([rule]).evaluate("/opt/vendor/bin/tool --sync")
+    assert (result.decision, result.rule) == (DENY, "file:no-vendored-tool"), result
+    assert CommandPolicy([rule]).evaluate("/usr/bin/tool --sync").decision is ASK
