@@ -533,3 +533,23 @@ def test_a_git_line_with_more_global_options_than_any_real_one_is_denied_not_mat
                     "git --frob " + "-a " * 5000 + "push"):
         result = policy.evaluate(command)
         assert (result.decision, result.rule) == (DENY, "structure:unmodelled"), result
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    ("git config core.fsmonitor 'sh -c x'", DENY),  # then `git status` (allowed) runs it
+    ("git config set core.pager 'sh -c x'", DENY),  # git 2.46's spelling
+    ("git config --local alias.st '!sh -c x'", DENY),
+    ("git config --file x.cfg core.sshCommand x", DENY),
+    ("git config --global --add include.path /tmp/x", DENY),
+    # reading, removing, or a key -c may set: only the usual question
+    ("git config core.pager", Decision.REQUIRE_APPROVAL), ("git config --get core.pager", Decision.REQUIRE_APPROVAL),
+    ("git config get core.pager", Decision.REQUIRE_APPROVAL),
+    ("git config --unset core.pager", Decision.REQUIRE_APPROVAL),
+    ("git config --list", Decision.REQUIRE_APPROVAL), ("git config user.name Bob", Decision.REQUIRE_APPROVAL),
+    ("git config -f x.cfg user.name x", Decision.REQUIRE_APPROVAL),
+])
+def test_git_config_writing_a_key_that_names_a_program_is_denied_like_git_c(policy: CommandPolicy, command: str,
+                                                                            expected: Decision) -> None:
+    # `git -c core.pager=CMD` was DENY while `git config core.pager CMD` (the same program, run by every later
+    # git command, `git status` and `git log` included) was only a question (found by a reviewer helper)
+    assert policy.evaluate(command).decision is expected

@@ -162,6 +162,8 @@ def _git_subcommand_options(judge: Judge, rest: list[str], depth: int) -> list[P
     if not rest:  # `git --html-path`: no subcommand
         return findings
     args = rest[1:]
+    if rest[0] == "config":
+        findings += _git_config_write(args)
     # Where the subcommand has the option, git takes any unique prefix (`clone --u=…`): the shortest count.
     shortest = 3 if rest[0] in _REMOTE_SUBCOMMANDS else 5
     for index, arg in enumerate(args):
@@ -196,6 +198,31 @@ def _git_subcommand_options(judge: Judge, rest: list[str], depth: int) -> list[P
                                      "the repository's configuration and attributes name",
                                      "structure:git-option"))
     return findings
+
+def _git_config_write(args: list[str]) -> list[PolicyResult]:
+    """`git config core.fsmonitor CMD` (or `git config set …`) stores a program that a later, allowed `git status`
+    runs: a key `-c` would deny is denied when written too. Reading (`--get…`, `get`, `--list`, a key alone) and
+    removing (`--unset…`, `unset`) write no program."""
+    if any(arg.startswith(("--get", "--list", "--unset", "--remove-section", "--rename-section", "--edit"))
+           or arg in ("-l", "-e") for arg in args):
+        return []
+    words: list[str] = []
+    values = iter(args)
+    for arg in values:
+        if arg in ("-f", "--file", "--blob", "--type", "--default", "--comment", "--value"):
+            next(values, None)  # that option's value
+        elif not arg.startswith("-"):
+            words.append(arg)
+    if words[:1] in (["get"], ["list"], ["unset"], ["edit"]):
+        return []
+    words = words[1:] if words[:1] == ["set"] else words
+    if len(words) < 2:  # a key alone is read
+        return []
+    if _SAFE_GIT_CONFIG.fullmatch(words[0]):
+        return []
+    return [deny(f"`git config {words[0]}` stores a setting that can make a later git command run an arbitrary "
+                 "program (pager, editor, alias, ssh command, diff driver, fsmonitor, …)", "default:git-config")]
+
 
 def _git_config(key: str) -> PolicyResult:
     if key and _SAFE_GIT_CONFIG.fullmatch(key):
