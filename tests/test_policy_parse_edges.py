@@ -553,3 +553,34 @@ def test_git_config_writing_a_key_that_names_a_program_is_denied_like_git_c(poli
     # `git -c core.pager=CMD` was DENY while `git config core.pager CMD` (the same program, run by every later
     # git command, `git status` and `git log` included) was only a question (found by a reviewer helper)
     assert policy.evaluate(command).decision is expected
+
+
+CONTROL_REASON = "shell control structures (if/for/while/{ …}) are not allowed automatically"
+RM_REASON = "`rm` on /, a home directory, a parent directory or a system path"
+
+
+@pytest.mark.parametrize(("command", "decision", "rule", "reason"), [
+    # `coproc` runs the rest of the line as a command: that command is judged, the keyword itself is a question
+    ("coproc ls", ASK, "structure:control", CONTROL_REASON),
+    ("coproc", ASK, "structure:control", CONTROL_REASON),
+    ("coproc rm -rf /", DENY, "default:destructive", RM_REASON),
+    ("coproc 'rm' -rf /", DENY, "default:destructive", RM_REASON),
+    # assignments before a command: the question names the variables as bash would set them
+    ("A+=1 ls", ASK, "structure:assignment", "sets A for the command, which can change what it does"),
+    ("BOX+=1 ls", ASK, "structure:assignment", "sets BOX for the command, which can change what it does"),
+    ("A=b=c ls", ASK, "structure:assignment", "sets A for the command, which can change what it does"),
+    ("A=1 B=2 ls", ASK, "structure:assignment", "sets A, B for the command, which can change what it does"),
+    ("*.sh", ASK, "structure:glob", "the command name is a glob"),
+    ("cp * dir", ASK, "structure:glob", "a glob here could expand to a file name that the command reads as an option"),
+    ("2>&1", ASK, "structure:redirect", "redirections without a command"),
+    ("ls {a,b}", ASK, "structure:brace-expansion", "uses brace expansion, which turns one word into several"),
+    ("(ls)", ASK, "structure:subshell", "subshells, grouping and case branches are not allowed automatically"),
+    ("ls &", ASK, "structure:background", "`&` starts a background job that outlives the check"),
+    ("for x in a b; do ls; done", ASK, "structure:control", CONTROL_REASON),
+])
+def test_each_shape_finding_is_named_and_explained(policy: CommandPolicy, command: str, decision: Decision, rule: str,
+                                                   reason: str) -> None:
+    # The rule name is what a policy file, the run record and the approval prompt go by; the reason is what the
+    # person approving reads (mutation testing found the names and the `coproc` and assignment paths untested).
+    result = policy.evaluate(command)
+    assert (result.decision, result.rule, result.reason) == (decision, rule, reason)
