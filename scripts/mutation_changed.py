@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import ast
 import fnmatch
+import gzip
 import subprocess
 import sys
 import tomllib
@@ -68,18 +69,23 @@ def changed(old: str | None, new: str | None, module: str) -> list[str]:
             if old_functions.get(name) != new_functions.get(name)]
 
 
-def carried(results: str, earlier: str, globs: list[str]) -> str:
-    """The statuses an update keeps, as `mutmut results --all true` lines: the last run's (`results`), where it did
-    not run a mutant the run before it (`earlier`, for a run that was itself an update), and none of the mutants
-    the globs name (their code changed: they are run again)."""
+def carried(results: str, earlier: str, globs: list[str]) -> tuple[str, list[str]]:
+    """(the statuses an update keeps, as `mutmut results --all true` lines; the mutants it must run besides the
+    globs). Kept: the last run's statuses (`results`), where it did not run a mutant the run before it (`earlier`,
+    for a run that was itself an update), except the mutants the globs name (their code changed) and the mutants
+    no run has checked yet (an interrupted run: they are run now, by name)."""
     statuses: dict[str, str] = {}
     for text in (earlier, results):
         for line in text.splitlines():
+            if line.startswith("#"):
+                continue
             name, _, status = line.strip().partition(": ")
             if name and (status != "not checked" or name not in statuses):
                 statuses[name] = status
-    return "".join(f"    {name}: {status}\n" for name, status in statuses.items()
-                   if not any(fnmatch.fnmatchcase(name, glob) for glob in globs))
+    fresh = {name for name in statuses if any(fnmatch.fnmatchcase(name, glob) for glob in globs)}
+    kept = "".join(f"    {name}: {status}\n" for name, status in statuses.items()
+                   if name not in fresh and status != "not checked")
+    return kept, sorted(name for name, status in statuses.items() if name not in fresh and status == "not checked")
 
 
 def module_name(path: str) -> str:
@@ -92,16 +98,24 @@ def main() -> int:
     parser.add_argument("new", help="the revision to measure now")
     parser.add_argument("--carry", type=Path, metavar="DIR",
                         help="the earlier run's snapshot: write the results to keep to DIR/.carried-results")
+    parser.add_argument("--results", type=Path, metavar="FILE",
+                        help="with --carry, read the earlier results from FILE (mutation-results.gz) instead of "
+                             "from DIR's mutmut, for a machine without the snapshot")
     args = parser.parse_args()
     globs: list[str] = []
     for path in sorted(set(mutated_paths(args.old)) | set(mutated_paths(args.new))):
         globs += changed(_source(args.old, path), _source(args.new, path), module_name(path))
     if args.carry is not None:
-        results = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=args.carry,
-                                 capture_output=True, text=True, check=True).stdout
         earlier_file = args.carry / ".earlier-results"
-        earlier = earlier_file.read_text() if earlier_file.exists() else ""
-        (args.carry / ".carried-results").write_text(carried(results, earlier, globs))
+        if args.results is not None:
+            results, earlier = gzip.decompress(args.results.read_bytes()).decode(), ""
+        else:
+            results = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=args.carry,
+                                     capture_output=True, text=True, check=True).stdout
+            earlier = earlier_file.read_text() if earlier_file.exists() else ""
+        kept, unchecked = carried(results, earlier, globs)
+        (args.carry / ".carried-results").write_text(kept)
+        globs += unchecked
     print("\n".join(globs))
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gzip
 import hashlib
 import os
 import platform
@@ -172,7 +173,17 @@ def rename_entries(path: Path, moves: dict[str, str]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def render(snapshot: Path, equivalents_path: Path, earlier: Path | None = None, renumber: bool = False) -> str:
+def write_results(path: Path, snapshot: Path, statuses: dict[str, str]) -> None:
+    """Every mutant's status after the merge, gzipped (~50 KB): `scripts/mutation --update` on another machine
+    starts from it instead of a snapshot, running only changed functions and what no run has checked yet."""
+    rev = (snapshot / ".source-rev").read_text().strip() if (snapshot / ".source-rev").exists() else "?"
+    seconds = (snapshot / ".seconds").read_text().strip() if (snapshot / ".seconds").exists() else "?"
+    lines = [f"# rev {rev} seconds {seconds}", *(f"    {name}: {status}" for name, status in sorted(statuses.items()))]
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0))
+
+
+def render(snapshot: Path, equivalents_path: Path, earlier: Path | None = None, renumber: bool = False,
+           results_out: Path | None = None) -> str:
     statuses = {}
     for line in mutmut(snapshot, "results", "--all", "true").splitlines():
         name, _, status = line.strip().partition(": ")
@@ -185,6 +196,8 @@ def render(snapshot: Path, equivalents_path: Path, earlier: Path | None = None, 
             name, _, status = line.strip().partition(": ")
             if name and statuses.get(name, "not checked") == "not checked":
                 statuses[name] = status
+    if results_out is not None:
+        write_results(results_out, snapshot, statuses)
     module_files = sorted({str(p.relative_to(snapshot / "mutants")).removesuffix(".meta")
                            for p in (snapshot / "mutants" / "runner").rglob("*.py.meta")})
     equivalents = read_equivalents(equivalents_path)
@@ -289,8 +302,10 @@ def main() -> int:
                         help="`mutmut results --all true` saved before a `mutmut run NAMES` re-run")
     parser.add_argument("--renumber", action="store_true",
                         help="move equivalence entries whose mutant mutmut renumbered (same function, same change)")
+    parser.add_argument("--results-out", type=Path, default=None,
+                        help="also write every mutant's status (gzipped) for a later --update")
     args = parser.parse_args()
-    section = render(args.snapshot, args.equivalents, args.earlier, args.renumber)
+    section = render(args.snapshot, args.equivalents, args.earlier, args.renumber, args.results_out)
     document = args.output.read_text() if args.output.exists() else f"# Mutation testing\n\n{BEGIN}\n{END}\n"
     if BEGIN not in document or END not in document:
         print(f"mutation: {args.output} has no '{BEGIN}' ... '{END}' section to write into", file=sys.stderr)

@@ -127,4 +127,12 @@ def test_an_update_keeps_the_results_of_unchanged_functions_only() -> None:
                "    m.x_edited__mutmut_1: survived\n    m.x_other__mutmut_1: not checked\n")
     earlier = "    m.x_kept__mutmut_2: survived\n    m.x_other__mutmut_1: killed\n    m.x_edited__mutmut_2: killed\n"
     assert changed_module.carried(results, earlier, ["m.x_edited__mutmut_*"]) == (
-        "    m.x_kept__mutmut_2: survived\n    m.x_other__mutmut_1: killed\n    m.x_kept__mutmut_1: killed\n")
+        "    m.x_kept__mutmut_2: survived\n    m.x_other__mutmut_1: killed\n    m.x_kept__mutmut_1: killed\n", [])
+
+
+def test_an_update_runs_what_no_run_has_checked_yet() -> None:
+    # an interrupted run: its unchecked mutants are run by name, its checked ones kept
+    results = "# rev abc1234 seconds 99\n    m.x_a__mutmut_1: killed\n    m.x_a__mutmut_2: not checked\n" \
+              "    m.x_b__mutmut_1: not checked\n    m.x_c__mutmut_1: no tests\n"
+    assert changed_module.carried(results, "", ["m.x_b__mutmut_*"]) == (
+        "    m.x_a__mutmut_1: killed\n    m.x_c__mutmut_1: no tests\n", ["m.x_a__mutmut_2"])
