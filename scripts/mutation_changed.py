@@ -101,6 +101,8 @@ def main() -> int:
     parser.add_argument("--results", type=Path, metavar="FILE",
                         help="with --carry, read the earlier results from FILE (mutation-results.gz) instead of "
                              "from DIR's mutmut, for a machine without the snapshot")
+    parser.add_argument("--changed-only", action="store_true",
+                        help="with --carry, name only the changed functions, not the mutants no run has checked")
     args = parser.parse_args()
     globs: list[str] = []
     for path in sorted(set(mutated_paths(args.old)) | set(mutated_paths(args.new))):
@@ -115,7 +117,7 @@ def main() -> int:
             earlier = earlier_file.read_text() if earlier_file.exists() else ""
         kept, unchecked = carried(results, earlier, globs)
         (args.carry / ".carried-results").write_text(kept)
-        globs += unchecked
+        globs += [] if args.changed_only else unchecked
     print("\n".join(globs))
     return 0
 
