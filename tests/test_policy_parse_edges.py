@@ -288,7 +288,7 @@ def test_git_global_options_at_the_end_of_the_line(policy: CommandPolicy, comman
                                      "git -c color.ui=never --no-pager -C ../other log", "git -P -C x status",
                                      # behind global options the policy does not know (git does)
                                      "git -p -C /elsewhere push", "git --bare -C /x push",
-                                     "git --no-advice -C /x log"])
+                                     "git --no-advice -C /x log", "git --frob -C /x push"])
 def test_a_policy_file_rule_naming_a_git_global_option_applies(command: str) -> None:
     # A user who forbids pointing git at another repository writes `git -C`; the policy must match it against
     # the line as written, not only against the line with the global options peeled off.
@@ -533,6 +533,7 @@ def test_a_git_line_with_more_global_options_than_any_real_one_is_denied_not_mat
                     "git --frob " + "-a " * 5000 + "push"):
         result = policy.evaluate(command)
         assert (result.decision, result.rule) == (DENY, "structure:unmodelled"), result
+        assert result.reason == "more than 64 git global options cannot be reviewed"
 
 
 @pytest.mark.parametrize(("command", "expected"), [
@@ -547,6 +548,17 @@ def test_a_git_line_with_more_global_options_than_any_real_one_is_denied_not_mat
     ("git config --unset core.pager", Decision.REQUIRE_APPROVAL),
     ("git config --list", Decision.REQUIRE_APPROVAL), ("git config user.name Bob", Decision.REQUIRE_APPROVAL),
     ("git config -f x.cfg user.name x", Decision.REQUIRE_APPROVAL),
+    # every reading or removing mode, as an option or as git 2.46's subcommand, with words that would otherwise
+    # read as a key and its value
+    *((f"git config {mode} core.pager x", Decision.REQUIRE_APPROVAL)
+      for mode in ("--get", "--get-all", "--list", "--unset", "--unset-all", "--remove-section",
+                   "--rename-section", "--edit", "-l", "-e", "list", "unset", "edit")),
+    # each option's value is skipped, not read as the key; options are never the key; `set` is no key
+    *((f"git config {option} x user.name Bob", Decision.REQUIRE_APPROVAL)
+      for option in ("--file", "--blob", "--type", "--default", "--comment", "--value")),
+    ("git config --global user.name Bob", Decision.REQUIRE_APPROVAL),
+    ("git config set user.name Bob", Decision.REQUIRE_APPROVAL),
+    ("git config user.name Bob --comment", Decision.REQUIRE_APPROVAL),  # an option without its value at the end
 ])
 def test_git_config_writing_a_key_that_names_a_program_is_denied_like_git_c(policy: CommandPolicy, command: str,
                                                                             expected: Decision) -> None:
@@ -584,3 +596,44 @@ def test_each_shape_finding_is_named_and_explained(policy: CommandPolicy, comman
     # person approving reads (mutation testing found the names and the `coproc` and assignment paths untested).
     result = policy.evaluate(command)
     assert (result.decision, result.rule, result.reason) == (decision, rule, reason)
+
+
+def test_the_refusal_of_git_config_says_what_it_stores(policy: CommandPolicy) -> None:
+    result = policy.evaluate("git config core.fsmonitor x")
+    assert (result.decision, result.rule) == (DENY, "default:git-config")
+    assert result.reason == ("`git config core.fsmonitor` stores a setting that can make a later git command run an "
+                             "arbitrary program (pager, editor, alias, ssh command, diff driver, fsmonitor, …)")
+
+
+@pytest.mark.parametrize(("command", "decision", "rule", "reason"), [
+    ("git --bare status", ASK, "structure:git-option", "`git --bare` treats the directory as a repository"),
+    ("git --paginate log", ASK, "structure:git-option",
+     "`git --paginate` starts the pager, a program the configuration names"),
+    ("git -C=x push", ASK, "structure:git-option", "the git option -C=x is not understood"),  # -C takes no `=`
+    ("git blame --output=f x", ASK, "structure:git-option", "`git blame --output=f` writes its output to a file"),
+    ("git --list-cmds=main", ASK, "fallback:unknown-command",
+     "no rule allows `git --list-cmds=main`; commands the policy does not know need approval"),
+    # clone's own -c: a key -c may set leaves clone the network question it is, glued or not, wherever it stands
+    ("git clone -c user.name=x r d", ASK, "default:network", "`git clone` uses the network"),
+    ("git clone -cuser.name=x r d", ASK, "default:network", "`git clone` uses the network"),
+    ("git clone r d -c user.name=a=b", ASK, "default:network", "`git clone` uses the network"),
+    ("git clone r d -c", DENY, "default:git-config", "`git -c …` can make git run an arbitrary program (pager, "
+     "editor, alias, ssh command, diff driver, …)"),
+    # the five-character prefixes count for any subcommand (an alias may pass them on)
+    ("git x --exe=CMD", DENY, "default:git-exec", "`git x --exe=CMD` makes git run an arbitrary program"),
+    ("git rebase '-xrm -rf ~/x' main", DENY, "default:destructive",  # the first x starts the command
+     f"`git rebase --exec` runs `rm -rf ~/x`: {RM_REASON}"),
+])
+def test_each_git_finding_is_named_and_explained(policy: CommandPolicy, command: str, decision: Decision, rule: str,
+                                                 reason: str) -> None:
+    result = policy.evaluate(command)
+    assert (result.decision, result.rule, result.reason) == (decision, rule, reason)
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    ("git log --format=%s -- --output=x", Decision.ALLOW),  # after `--opt=value` the `--` ends the options
+    ("pytest - -- --basetemp=x", Decision.ALLOW),  # after a lone `-` (an operand) too
+])
+def test_a_double_dash_after_a_complete_option_or_an_operand_ends_the_options(policy: CommandPolicy, command: str,
+                                                                            expected: Decision) -> None:
+    assert policy.evaluate(command).decision is expected
