@@ -199,6 +199,7 @@ def _git_subcommand_options(judge: Judge, rest: list[str], depth: int) -> list[P
                                      "structure:git-option"))
     return findings
 
+
 def _git_config_write(args: list[str]) -> list[PolicyResult]:
     """`git config core.fsmonitor CMD` (or `git config set …`) stores a program that a later, allowed `git status`
     runs: a key `-c` would deny is denied when written too. Reading (`--get…`, `get`, `--list`, a key alone) and
