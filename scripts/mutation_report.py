@@ -263,8 +263,9 @@ def render(snapshot: Path, equivalents_path: Path, earlier: Path | None = None, 
     run = f"mutmut wall clock {seconds} s"
     if (snapshot / ".updated-from").exists():  # scripts/mutation --update
         old_rev, old_seconds, globs = (snapshot / ".updated-from").read_text().split()
-        run = (f"the mutants of the functions changed since `{old_rev}` ({globs} globs) run again at `{rev}` in "
-               f"{seconds} s, the rest as measured over `{old_rev}` in {old_seconds} s")
+        run = (f"{globs} names or globs (the functions changed since `{old_rev}`, and the mutants no run had "
+               f"checked) run at `{rev}` in {seconds} s (? when stopped), the rest as measured over `{old_rev}` "
+               f"in {old_seconds} s")
     text = [
         f"Run of {datetime.date.today().isoformat()} over `{rev}` on {machine()}; {run} "
         f"(niced, shared machine). {out_of_scope} mutants of Docker-only code in base.py/runtime.py are out of "
