@@ -69,19 +69,24 @@ def changed(old: str | None, new: str | None, module: str) -> list[str]:
             if old_functions.get(name) != new_functions.get(name)]
 
 
-def carried(results: str, earlier: str, globs: list[str]) -> tuple[str, list[str]]:
-    """(the statuses an update keeps, as `mutmut results --all true` lines; the mutants it must run besides the
-    globs). Kept: the last run's statuses (`results`), where it did not run a mutant the run before it (`earlier`,
-    for a run that was itself an update), except the mutants the globs name (their code changed) and the mutants
-    no run has checked yet (an interrupted run: they are run now, by name)."""
+def merged(results: str, earlier: str) -> dict[str, str]:
+    """Each mutant's status from `mutmut results --all true` lines (`results`), taken from an earlier listing
+    (`earlier`) where `results` did not run the mutant: `mutmut run NAMES` keeps only the named mutants' results.
+    Lines starting with `#` (the header of mutation-results.gz) are skipped."""
     statuses: dict[str, str] = {}
     for text in (earlier, results):
         for line in text.splitlines():
-            if line.startswith("#"):
-                continue
             name, _, status = line.strip().partition(": ")
-            if name and (status != "not checked" or name not in statuses):
+            if name and not name.startswith("#") and (status != "not checked" or name not in statuses):
                 statuses[name] = status
+    return statuses
+
+
+def carried(results: str, earlier: str, globs: list[str]) -> tuple[str, list[str]]:
+    """(the statuses an update keeps, as `mutmut results --all true` lines; the mutants it must run besides the
+    globs). Kept: the merged statuses (see `merged`), except the mutants the globs name (their code changed) and
+    the mutants no run has checked yet (an interrupted run: they are run now, by name)."""
+    statuses = merged(results, earlier)
     fresh = {name for name in statuses if any(fnmatch.fnmatchcase(name, glob) for glob in globs)}
     kept = "".join(f"    {name}: {status}\n" for name, status in statuses.items()
                    if name not in fresh and status != "not checked")

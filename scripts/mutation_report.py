@@ -21,6 +21,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))  # run as a script or loaded from a test: its sibling module
+from mutation_changed import merged  # noqa: E402
+
 BEGIN = "<!-- mutation:begin (written by scripts/mutation; edit around it) -->"
 END = "<!-- mutation:end -->"
 
@@ -173,31 +176,21 @@ def rename_entries(path: Path, moves: dict[str, str]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def write_results(path: Path, snapshot: Path, statuses: dict[str, str]) -> None:
-    """Every mutant's status after the merge, gzipped (~50 KB): `scripts/mutation --update` on another machine
+def write_results(path: Path, header: str, statuses: dict[str, str]) -> None:
+    """Every mutant's status after the merge, gzipped (~30 KB): `scripts/mutation --update` on another machine
     starts from it instead of a snapshot, running only changed functions and what no run has checked yet."""
-    rev = (snapshot / ".source-rev").read_text().strip() if (snapshot / ".source-rev").exists() else "?"
-    seconds = (snapshot / ".seconds").read_text().strip() if (snapshot / ".seconds").exists() else "?"
-    lines = [f"# rev {rev} seconds {seconds}", *(f"    {name}: {status}" for name, status in sorted(statuses.items()))]
+    lines = [header, *(f"    {name}: {status}" for name, status in sorted(statuses.items()))]
     path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0))
 
 
 def render(snapshot: Path, equivalents_path: Path, earlier: Path | None = None, renumber: bool = False,
            results_out: Path | None = None) -> str:
-    statuses = {}
-    for line in mutmut(snapshot, "results", "--all", "true").splitlines():
-        name, _, status = line.strip().partition(": ")
-        if name:
-            statuses[name] = status
-    if earlier is not None:
-        # `mutmut run NAMES` keeps only the named mutants' results: the rest come from the saved listing of the
-        # run before it (`mutmut results --all true` output), so a re-run of the survivors keeps earlier kills
-        for line in earlier.read_text().splitlines():
-            name, _, status = line.strip().partition(": ")
-            if name and statuses.get(name, "not checked") == "not checked":
-                statuses[name] = status
+    # a re-run of some mutants (--again, --update) keeps the earlier run's results for the rest
+    statuses = merged(mutmut(snapshot, "results", "--all", "true"), earlier.read_text() if earlier else "")
+    rev = (snapshot / ".source-rev").read_text().strip() if (snapshot / ".source-rev").exists() else "?"
+    seconds = (snapshot / ".seconds").read_text().strip() if (snapshot / ".seconds").exists() else "?"
     if results_out is not None:
-        write_results(results_out, snapshot, statuses)
+        write_results(results_out, f"# rev {rev} seconds {seconds}", statuses)
     module_files = sorted({str(p.relative_to(snapshot / "mutants")).removesuffix(".meta")
                            for p in (snapshot / "mutants" / "runner").rglob("*.py.meta")})
     equivalents = read_equivalents(equivalents_path)
@@ -250,8 +243,6 @@ def render(snapshot: Path, equivalents_path: Path, earlier: Path | None = None, 
     # mutmut lists every mutant it generated, run or not: an entry naming none is left from code that changed
     stale += [f"`{name}` is no mutant of this run (its function changed): remove it or judge again"
               for name in sorted(set(equivalents) - set(statuses))]
-    rev = (snapshot / ".source-rev").read_text().strip() if (snapshot / ".source-rev").exists() else "?"
-    seconds = (snapshot / ".seconds").read_text().strip() if (snapshot / ".seconds").exists() else "?"
     rows = ["| module | mutants | killed | survived | equivalent | wording | not run | kill rate |",
             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     total: Counter[str] = Counter()

@@ -144,6 +144,7 @@ def _global_option(argv: list[str], index: int) -> tuple[PolicyResult | None, in
         return _git_config(setting.split("=", 1)[0]), index + (1 if "=" in arg else 2)
     if name == "--exec-path":
         return deny("`git --exec-path=…` makes git run programs from another directory", "default:git-exec"), index + 1
+    # `--git-dir=x` and `--git-dir x` both; `-C` only with its value apart (git has no `-C=x`)
     if name in _GIT_OTHER_TREE and (name != "-C" or arg == "-C"):
         return (approve(f"`git {name}` points git at another {_GIT_OTHER_TREE[name]}", "structure:git-option"),
                 index + (1 if "=" in arg else 2))
