@@ -650,3 +650,22 @@ def test_the_read_write_redirection_is_refused_as_unparsable(policy: CommandPoli
     # handling of `<>` as equivalent for this reason)
     result = policy.evaluate(command)
     assert (result.decision, result.rule) == (DENY, "parse-error"), result
+
+
+# --- what the reduction refuses, and why ---------------------------------------------------------------------
+
+@pytest.mark.parametrize(("command", "rule", "words"), [
+    # the grammar reads `((a))` after a command as a subshell argument; bash calls it a syntax error
+    ("echo ((a))", "structure:unmodelled", "`subshell` in a command"),
+    ("echo $", "structure:unmodelled", "the token '$' in a command"),
+    ("do { { sudo", "parse-error", "the reserved word 'do' where a command is expected"),
+    ("then ls", "parse-error", "the reserved word 'then' where a command is expected"),
+])
+def test_a_refused_shape_is_named_in_the_reason(policy: CommandPolicy, command: str, rule: str,
+                                                 words: str) -> None:
+    # The reason is what the model reads to write a command the policy can judge; a refusal that says nothing
+    # (or an internal error) gives it nothing to correct.
+    result = policy.evaluate(command)
+    assert result.decision is DENY, result
+    assert result.rule == rule, result
+    assert words in result.reason, result

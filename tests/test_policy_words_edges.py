@@ -208,3 +208,89 @@ def test_a_user_regex_rule_sees_the_newlines_around_a_variable_in_a_string(tmp_p
     result = CommandPolicy.from_file(path).evaluate(command)
     assert result.decision is DENY, result
     assert result.reason == "no multi-line arguments"
+
+
+# --- substitutions the grammar leaves in a pattern, and words bash joins ------------------------------------------
+
+@pytest.mark.parametrize("command", [
+    pytest.param("echo ${x#`rm -rf /`}", id="backticks-in-a-prefix-pattern"),
+    pytest.param("echo ${x%%$(rm -rf /)}", id="dollar-paren-in-a-suffix-pattern"),
+    pytest.param("echo ${x^^$(rm -rf /)}", id="dollar-paren-in-a-case-pattern"),
+    pytest.param("echo ${x,,`rm -rf /`}", id="backticks-in-a-case-pattern"),
+    pytest.param("echo ${x/#`rm -rf ~`/y}", id="backticks-in-an-anchored-replace-pattern"),
+    pytest.param("cat ${f%$(rm -rf ~)}", id="a-home-directory-in-the-pattern"),
+])
+def test_a_substitution_in_the_pattern_of_a_parameter_expansion_is_judged(policy: CommandPolicy,
+                                                                          command: str) -> None:
+    # bash runs a `$(…)` or backtick in the pattern of `${x#…}`, `${x%…}`, `${x^^…}`, `${x,,…}`; tree-sitter-bash
+    # 0.25 reads that pattern as one `regex` leaf, so these were only "uses shell expansion" (a question) where
+    # the same substitution anywhere else is DENY for what it runs.
+    result = judge(policy, command)
+    assert result.decision is DENY, result
+    assert result.rule == "default:destructive", result
+    assert "command substitution runs `rm -rf" in result.reason
+
+
+@pytest.mark.parametrize("command", [
+    pytest.param("r\\\nm -rf /", id="the-command-name"),
+    pytest.param("ch\\\nmod -R 777 /etc", id="another-command-name"),
+    pytest.param("echo a\\\nb", id="an-argument"),
+    pytest.param("ls $(r\\\nm -rf /)", id="inside-a-substitution"),
+    pytest.param("cat <<EOF\nx\nEOF\nr\\\nm -rf /", id="after-a-here-document"),
+])
+def test_a_backslash_newline_that_joins_two_words_is_refused(policy: CommandPolicy, command: str) -> None:
+    # bash removes a backslash-newline before it splits words, so `r\<newline>m -rf /` runs `rm -rf /`; the grammar
+    # reads two words, `r` and `m`, and the line was a question about an unknown `r` instead of a DENY.
+    result = judge(policy, command)
+    assert result.decision is DENY, result
+    assert result.rule in ("structure:unmodelled", "default:destructive"), result
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    pytest.param("rm -rf \\\n  /", DENY, id="between-words-it-is-a-space"),
+    pytest.param("ls \\\n  src", ASK, id="an-ordinary-continued-line-is-a-question-not-refused"),
+    pytest.param("echo 'a\\\nb'", ALLOW, id="single-quotes-keep-it"),
+    pytest.param("cat <<EOF\na\\\nb\nEOF", ASK, id="a-here-document-body-keeps-it"),
+    pytest.param("# note\\\nls", ALLOW, id="a-comment-ends-at-the-newline"),
+    pytest.param("echo a\\\\\nls", ALLOW, id="an-escaped-backslash-then-a-newline-separates-commands"),
+])
+def test_a_backslash_newline_between_words_or_inside_quotes_is_read_as_bash_reads_it(
+        policy: CommandPolicy, command: str, expected: Decision) -> None:
+    result = judge(policy, command)
+    assert result.decision is expected, result
+    assert result.rule != "structure:unmodelled", result
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    pytest.param("echo \\{a,b}", ALLOW, id="an-escaped-brace-is-literal"),
+    pytest.param("echo a\\{b,c\\}", ALLOW, id="escaped-braces-after-a-letter"),
+    pytest.param("echo {1..3}", ASK, id="a-sequence-expression-expands"),
+    pytest.param("echo x{1..3}", ASK, id="a-sequence-expression-after-a-letter-expands"),
+    pytest.param("echo ab\\c", ALLOW, id="a-backslash-inside-a-word"),
+    pytest.param("cat src/a\\ b.txt", ALLOW, id="an-escaped-space-inside-a-path"),
+])
+def test_an_escaped_character_is_literal_and_an_unescaped_brace_sequence_expands(
+        policy: CommandPolicy, command: str, expected: Decision) -> None:
+    # `{1..3}` is three words to bash (the grammar calls it a `brace_expression`); `\{a,b}` is one word.
+    result = judge(policy, command)
+    assert result.decision is expected, result
+    if expected is ASK:
+        assert result.rule == "structure:brace-expansion", result
+
+
+@pytest.mark.parametrize("command", [
+    pytest.param("declare a[$i]=1", id="declare-a-variable-subscript"),
+    pytest.param("declare a[`id`]=1", id="declare-a-backtick-subscript"),
+    pytest.param("export a[$i]=1", id="export-a-variable-subscript"),
+])
+def test_a_subscript_that_expands_is_a_question_even_where_the_command_is_allowed(tmp_path: Path,
+                                                                                  command: str) -> None:
+    # An array subscript is arithmetic: with i='x[$(cmd)]', `declare a[$i]=1` runs cmd (checked on bash 5.2). A
+    # user who allows `declare` and `export` allows setting variables, not whatever `$i` holds.
+    path = tmp_path / "policy.toml"
+    path.write_text('[[rule]]\nregex = "^(declare|export) "\ndecision = "allow"\n')
+    policy = CommandPolicy.from_file(path)
+    assert policy.evaluate("declare a=1").decision is ALLOW
+    result = policy.evaluate(command)
+    assert result.decision is ASK, result
+    assert result.rule == "structure:expansion", result

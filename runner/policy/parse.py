@@ -35,6 +35,7 @@ def parse(command: str, piped_in: bool = False) -> Script:
     except heredoc.HereDocUnmodelled as error:
         raise Unmodelled(str(error)) from None
     _check_syntax(tree.root_node, source)
+    words.check_continuations(tree.root_node)
     return Reducer(source, heredocs).run(tree.root_node, piped_in)
 
 
