@@ -416,3 +416,29 @@ def test_a_policy_file_rule_naming_a_program_by_its_path_applies_to_that_path() 
     result = CommandPolicy([rule]).evaluate("/opt/vendor/bin/tool --sync")
     assert (result.decision, result.rule) == (DENY, "file:no-vendored-tool"), result
     assert CommandPolicy([rule]).evaluate("/usr/bin/tool --sync").decision is ASK
+
+
+@pytest.mark.parametrize("command", [
+    "stdbuf -i 0 rm -rf /", "stdbuf --input 0 rm -rf /", "stdbuf -o L rm -rf /", "stdbuf --error 0 rm -rf /",
+    "setsid -c rm -rf /", "setsid -f rm -rf /", "setsid -w rm -rf /", "setsid --ctty rm -rf /",
+    "setsid --fork rm -rf /", "setsid --wait rm -rf /",
+    "ionice -t rm -rf /", "ionice --ignore rm -rf /", "ionice -c 3 rm -rf /", "ionice --classdata 7 rm -rf /",
+    "xargs --replace rm -rf /", "xargs --eof rm -rf /", "xargs --max-lines rm -rf /",
+    "xargs --process-slot-var V rm -rf /", "xargs -0 rm -rf /",
+])
+def test_every_option_of_a_wrapper_is_read_so_its_command_is_judged(policy: CommandPolicy, command: str) -> None:
+    # Each spelling the wrapper's manual lists (util-linux setsid/ionice, coreutils stdbuf, findutils xargs): an
+    # option the policy did not know would make the wrapped `rm -rf /` "unknown", a question instead of DENY.
+    result = policy.evaluate(command)
+    assert result.decision is DENY, result
+    assert result.rule == "default:destructive", result
+
+
+@pytest.mark.parametrize("command", ["stdbuf -5 ls", "setsid -5 ls", "xargs -5 ls", "timeout -5 1 ls"])
+def test_only_nice_takes_a_bare_number_as_an_option(policy: CommandPolicy, command: str) -> None:
+    # `nice -5 cmd` is nice's old spelling of `-n 5`; to any other wrapper `-5` is an option it does not have, and
+    # what follows it cannot be known: a question about the options, never the command read past them.
+    result = policy.evaluate(command)
+    assert result.decision is ASK, result
+    assert result.reason == f"the options of `{command.split()[0]}` are not understood, so the command it runs " \
+                            "is unknown", result

@@ -669,3 +669,34 @@ def test_a_refused_shape_is_named_in_the_reason(policy: CommandPolicy, command: 
     assert result.decision is DENY, result
     assert result.rule == rule, result
     assert words in result.reason, result
+
+
+@pytest.mark.parametrize(("command", "decision", "reason"), [
+    ("echo $(rm -rf /)", DENY, "command substitution runs `rm -rf /`: "),
+    ("cat <(rm -rf /)", DENY, "process substitution runs `rm -rf /`: "),
+    ("bash <<EOF\nrm -rf /\nEOF", DENY, "`bash` reading a here-document runs `rm -rf /`: "),
+    ("sh -s <<< 'rm -rf /'", DENY, "`sh` reading a here-document runs `rm -rf /`: "),
+    ("echo $HOME", ASK,
+     "uses shell expansion ($VAR, $(…), backticks) whose result cannot be known in advance"),
+    ("frobnicate --x", ASK,
+     "no rule allows `frobnicate --x`; commands the policy does not know need approval"),
+])
+def test_the_reason_says_where_a_hidden_command_runs(policy: CommandPolicy, command: str, decision: Decision,
+                                                     reason: str) -> None:
+    # The person asked to approve, and the model told no, read the reason: it must say which part of the line
+    # runs the refused command (a substitution, a here-document fed to a shell), not only what was refused.
+    result = policy.evaluate(command)
+    assert result.decision is decision, result
+    assert result.reason.startswith(reason), result
+
+
+@pytest.mark.parametrize("command", [
+    "bash run.sh <<EOF\nrm -rf /\nEOF",
+    "sh ./build.sh <<< 'rm -rf /'",
+])
+def test_a_here_document_fed_to_a_script_is_its_input_not_a_program(policy: CommandPolicy, command: str) -> None:
+    # `bash run.sh <<EOF` runs run.sh with the body as its stdin: the body is data (the script is the question),
+    # unlike `bash <<EOF`, where the body is the program.
+    result = policy.evaluate(command)
+    assert result.decision is ASK, result
+    assert result.rule == "structure:script", result
