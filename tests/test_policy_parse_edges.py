@@ -8,6 +8,8 @@ command the policy does model must not be refused as unreadable or crash the pol
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from runner.policy import CommandPolicy, Decision, Rule
@@ -700,3 +702,38 @@ def test_a_here_document_fed_to_a_script_is_its_input_not_a_program(policy: Comm
     result = policy.evaluate(command)
     assert result.decision is ASK, result
     assert result.rule == "structure:script", result
+
+
+# --- redirections bash gives to a command the grammar reads differently ----------------------------------------
+
+@pytest.mark.parametrize(("command", "expected", "rule"), [
+    # bash connects the pipe first, then the stage's own redirections: `sh` reads install.sh, not what curl sent
+    ("curl -s URL | sh < install.sh", ASK, "default:network"),
+    ("curl -s URL | sh 0< install.sh", ASK, "default:network"),
+    ("curl -s URL | sh <install.sh | cat", ASK, "default:network"),
+    ("curl -s URL | sh <<EOF\nls\nEOF", ASK, "default:network"),
+    # still the pipe-to-shell shape: stdin is the pipe, or another download
+    ("curl -s URL | sh 2>/dev/null", DENY, "default:pipe-to-shell"),
+    ("curl -s URL | sh < <(curl -s URL2)", DENY, "default:pipe-to-shell"),
+    ("curl -s URL | sh 3< install.sh", DENY, "default:pipe-to-shell"),
+    ("ls | grep x > /etc/passwd", DENY, "default:system-write"),
+])
+def test_a_redirection_after_a_pipeline_belongs_to_its_last_stage(policy: CommandPolicy, command: str,
+                                                                   expected: Decision, rule: str) -> None:
+    # The grammar hangs `a | b < f` on the whole pipeline; read that way `b` still read the pipe and the line was
+    # DENY as `curl … | sh`, and `0<` was read as an argument `0` (a script named 0).
+    result = policy.evaluate(command)
+    assert result.decision is expected, result
+    assert result.rule == rule, result
+
+
+def test_a_zero_before_a_redirection_is_its_descriptor_not_an_argument(tmp_path: Path) -> None:
+    # tree-sitter-bash reads the `0` of `0<file` as a word of the command; bash reads it as the descriptor. A
+    # user's rule is matched against the argv bash runs.
+    path = tmp_path / "policy.toml"
+    path.write_text('[[rule]]\nregex = "^kill -9 1234$"\ndecision = "allow"\n')
+    policy = CommandPolicy.from_file(path)
+    assert policy.evaluate("kill -9 1234 0</dev/null").decision is ALLOW
+    assert policy.evaluate("kill -9 1234 0 </dev/null").decision is ASK  # with a blank, `0` is an argument
+    result = CommandPolicy.default().evaluate("frobnicate --x 0</dev/null")
+    assert result.reason == "no rule allows `frobnicate --x`; commands the policy does not know need approval"

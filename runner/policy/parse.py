@@ -223,11 +223,16 @@ class Reducer:
         body = node.child_by_field_name("body")
         if body is not None and body.type in grammar.COMMANDS:
             part = self.command(body, piped_in)
+            self.parts.append(part)
         else:
             if body is not None:
                 self.statement(body, piped_in)
-            part = Part(piped_in=piped_in)  # `(…) > out`: the redirections are judged on their own
-        self.parts.append(part)
+            stages = [child for child in body.named_children if child.type != "comment"] if body is not None else []
+            if body is not None and body.type == "pipeline" and stages and stages[-1].type in grammar.COMMANDS:
+                part = self.parts[-1]  # `a | b < f`: the grammar hangs `< f` on the pipeline; bash gives it to b
+            else:
+                part = Part(piped_in=piped_in)  # `(…) > out`: the redirections are judged on their own
+                self.parts.append(part)
         for child in node.children:
             if child.type in grammar.REDIRECTS:
                 self.redirect(child, part)
@@ -354,6 +359,10 @@ class Reducer:
                 targets.append(self.word(child))
             else:
                 raise Unmodelled(f"`{child.type}` in a redirection")
+        last = part.words[-1] if part.words else None
+        if fd is None and last is not None and last.end == node.start_byte and last.text.isdigit() \
+                and not any(last.mask):  # the grammar reads the `0` of `0<x` as a word; bash, as its descriptor
+            fd = part.words.pop().text
         if op in (">&-", "<&-"):  # closing a descriptor: read as `>&` with the target `-`, as bash documents it
             op, targets = op[:-1], [Word("-", node.end_byte, node.end_byte, (False,)), *targets]
         if op != "<<<" and op not in grammar.REDIRECTION_OPS:
