@@ -662,6 +662,7 @@ def test_the_read_write_redirection_is_refused_as_unparsable(policy: CommandPoli
     ("echo $", "structure:unmodelled", "the token '$' in a command"),
     ("do { { sudo", "parse-error", "the reserved word 'do' where a command is expected"),
     ("then ls", "parse-error", "the reserved word 'then' where a command is expected"),
+    ("x=(1 2)", "structure:unmodelled", "`array` in a word"),
 ])
 def test_a_refused_shape_is_named_in_the_reason(policy: CommandPolicy, command: str, rule: str,
                                                  words: str) -> None:
@@ -737,3 +738,83 @@ def test_a_zero_before_a_redirection_is_its_descriptor_not_an_argument(tmp_path:
     assert policy.evaluate("kill -9 1234 0 </dev/null").decision is ASK  # with a blank, `0` is an argument
     result = CommandPolicy.default().evaluate("frobnicate --x 0</dev/null")
     assert result.reason == "no rule allows `frobnicate --x`; commands the policy does not know need approval"
+
+
+# --- how deep a line may nest, and the shapes of compound commands ----------------------------------------------
+
+def _refused_as_too_deep(policy: CommandPolicy, command: str) -> bool:
+    result = policy.evaluate(command)
+    assert result.rule != "internal-error", result
+    if result.rule != "structure:unmodelled":
+        return False
+    assert result.decision is DENY
+    assert result.reason.startswith("the command uses compound commands nested more than 100 deep"), result
+    return True
+
+
+@pytest.mark.parametrize(("make", "deepest_read"), [
+    # the walk recurses once per statement and once per compound body, so each shape has its own depth per level
+    pytest.param(lambda k: "(" * k + "ls" + ")" * k, 98, id="subshells"),
+    pytest.param(lambda k: "{ " * k + "ls" + "; }" * k, 48, id="groups"),
+    pytest.param(lambda k: "{ " * k + "ls | cat" + "; }" * k, 48, id="groups-around-a-pipeline"),
+    pytest.param(lambda k: "(ls; " * k + "ls" + ")" * k, 48, id="subshells-with-a-command-before-each"),
+    pytest.param(lambda k: "{ { :; }; " * k + "ls" + "; }" * k, 47, id="groups-with-a-group-before-each"),
+    pytest.param(lambda k: "[[ " + "( " * k + "a" + " )" * k + " ]]", 96, id="parenthesised-test-expressions"),
+    pytest.param(lambda k: "ls; " * 60 + "(" * k + "ls" + ")" * k, 98, id="after-sixty-commands"),
+    pytest.param(lambda k: "{ ls; }; " * 60 + "{ " * k + "ls" + "; }" * k, 48, id="after-sixty-groups"),
+])
+def test_a_line_nested_past_the_limit_is_refused_and_one_level_less_is_read(policy: CommandPolicy, make,
+                                                                            deepest_read: int) -> None:
+    # The walk is recursive: past MAX_DEPTH (100) the line is refused as unreadable rather than risk the
+    # interpreter's own limit; the count follows the nesting, not the length of the line (siblings do not add up).
+    assert not _refused_as_too_deep(policy, make(deepest_read))
+    assert _refused_as_too_deep(policy, make(deepest_read + 1))
+
+
+@pytest.mark.parametrize("command", ["ls; " * 150 + "ls", "{ ls; }; " * 150 + "ls", "if ls; then ls; fi; " * 120])
+def test_a_long_flat_line_is_not_mistaken_for_a_deep_one(policy: CommandPolicy, command: str) -> None:
+    assert not _refused_as_too_deep(policy, command)
+
+
+@pytest.mark.parametrize(("command", "expected", "rule"), [
+    ("ls |& grep x", ALLOW, "default:read-only"),
+    ("ls | # a comment between the stages\n grep x", ALLOW, "default:read-only"),
+    ("{ ls; # a comment in a group\n}", ASK, "structure:control"),
+    ("a=1 b=2", ASK, "structure:assignment"),
+    ("for x in rm -rf /; do :; done", ASK, "structure:control"),  # loop values are data, not a command
+    ("select rm in -rf /; do :; done", ASK, "structure:control"),
+    ("case rm in /) ;; esac", ASK, "structure:control"),  # so are case words and patterns
+    ("case sudo in x) ;; esac", ASK, "structure:control"),
+    ("[ rm = / ]", ASK, "structure:control"),  # and test operands
+    ("[[ rm -ef / ]]", ASK, "structure:control"),
+    ("for x in $(rm -rf /); do :; done", DENY, "default:destructive"),  # …but their substitutions run
+    ("case $(rm -rf /) in *) ;; esac", DENY, "default:destructive"),
+    ("for ((i=0; i<3; i++)); do ls; done", ASK, "structure:control"),
+    ("for ((i=0; i<3; i++)); do rm -rf /; done", DENY, "default:destructive"),
+    ("for ((i=$(rm -rf /);;)); do :; done", DENY, "default:destructive"),
+    ("[[ a == b && c != d ]]", ASK, "structure:control"),
+    ("[[ ( -n a ) || ! -z b ]]", ASK, "structure:control"),
+    ("[[ $(rm -rf /) == x ]]", DENY, "default:destructive"),
+    ("while [[ -n x ]]; do ls; done", ASK, "structure:control"),
+    ("for x in a; do ls ;; done", DENY, "structure:unmodelled"),  # `;;` outside a case: bash refuses it
+])
+def test_each_compound_shape_is_read_whole(policy: CommandPolicy, command: str, expected: Decision,
+                                           rule: str) -> None:
+    # Every part of a compound command is reached: the operators of a test or an arithmetic `for` run nothing,
+    # the words of a loop are data whose substitutions run, the body is judged, and a token the shape does not
+    # allow is refused.
+    result = policy.evaluate(command)
+    assert result.decision is expected, result
+    assert result.rule == rule, result
+
+
+@pytest.mark.parametrize(("command", "words"), [
+    ("(( x = 1, y = 2 ))", "the token ',' in `compound_statement`"),
+    ("if true; then ls", "syntax error at line 1"),
+    ("echo $(ls", "`)` is missing at line 1"),
+])
+def test_a_refused_compound_names_what_could_not_be_read(policy: CommandPolicy, command: str,
+                                                         words: str) -> None:
+    result = policy.evaluate(command)
+    assert result.decision is DENY, result
+    assert words in result.reason, result
