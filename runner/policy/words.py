@@ -196,22 +196,17 @@ def _body(node: Node, source: bytes) -> str:
     return body
 
 
-_CONTINUATION = re.compile(rb"(?<!\\)(?:\\\\)*\\\n")
-"""A backslash-newline whose backslash is not itself escaped."""
-_BLANKS = (b"", b" ", b"\t", b"\n")
-
-
 def check_continuations(root: Node) -> None:
     """bash removes a backslash-newline before it splits words, so `r\\<newline>m -rf /` runs `rm`; tree-sitter
     reads the pair as a space between two words. One outside a token (a quoted string, a here-document body and a
     comment keep theirs) with a character other than a blank on each side joins two words the parser split:
     refused (Unmodelled) rather than judged as two words. Read from the parsed text, whose here-document bodies
     are blanked (heredoc.py reads their continuations)."""
-    source = root.text or b""
-    for match in _CONTINUATION.finditer(source):
+    source, blanks = root.text or b"", (b"", b" ", b"\t", b"\n")
+    for match in re.finditer(rb"(?<!\\)(?:\\\\)*\\\n", source):  # a backslash-newline, the backslash unescaped
         at = match.end() - 2
         around, backslash = root.descendant_for_byte_range(at, at + 2), root.descendant_for_byte_range(at, at + 1)
         if around is None or not around.children or (backslash is not None and backslash.type == "comment"):
             continue
-        if source[at - 1: at] not in _BLANKS and source[at + 2: at + 3] not in _BLANKS:
+        if source[at - 1: at] not in blanks and source[at + 2: at + 3] not in blanks:
             raise Unmodelled("a backslash-newline that joins two words")
