@@ -717,6 +717,11 @@ def test_a_here_document_fed_to_a_script_is_its_input_not_a_program(policy: Comm
     ("curl -s URL | sh 2>/dev/null", DENY, "default:pipe-to-shell"),
     ("curl -s URL | sh < <(curl -s URL2)", DENY, "default:pipe-to-shell"),
     ("curl -s URL | sh 3< install.sh", DENY, "default:pipe-to-shell"),
+    ("curl -s URL | sh | cat < notes.txt", DENY, "default:pipe-to-shell"),  # the redirection is cat's, not sh's
+    ("ls; curl -s URL | sh | cat < notes.txt", DENY, "default:pipe-to-shell"),
+    ("{ curl -s URL; } | sh < install.sh", ASK, "structure:control"),
+    # a compound last stage is not modelled: its redirection is judged on its own, sh still reads the pipe
+    ("curl -s URL | cat | (sh) < install.sh", DENY, "default:pipe-to-shell"),
     ("ls | grep x > /etc/passwd", DENY, "default:system-write"),
 ])
 def test_a_redirection_after_a_pipeline_belongs_to_its_last_stage(policy: CommandPolicy, command: str,
@@ -818,3 +823,108 @@ def test_a_refused_compound_names_what_could_not_be_read(policy: CommandPolicy, 
     result = policy.evaluate(command)
     assert result.decision is DENY, result
     assert words in result.reason, result
+
+
+# --- what a refusal says: the reason is what the model reads to try again ---------------------------------------
+
+@pytest.mark.parametrize(("command", "rule", "reason"), [
+    ("ls )", "parse-error",
+     "the command cannot be parsed (syntax error at line 1, column 4 near ')'); unparsable commands are denied"),
+    ("ls\necho (", "parse-error", "the command cannot be parsed (syntax error at line 2, column 6 near '(');"),
+    # the text near the error: blanks squeezed, cut to 30 characters
+    ("if  true;   then  ls", "parse-error", "(syntax error at line 1, column 1 near 'if true; then ls');"),
+    ("for  x   in a b c d e f g h i j k l m n o p", "parse-error",
+     "(syntax error at line 1, column 1 near 'for x in a b c d e f g h i j k');"),
+    ("ls\\\n", "parse-error", "the command cannot be parsed (syntax error at line 2, column 1); unparsable"),
+    ("echo $(ls", "parse-error", "(`)` is missing at line 1)"),
+    ("ls\necho $(ls", "parse-error", "(`)` is missing at line 2)"),
+    ("ls \udc80", "parse-error", "the command cannot be parsed (the command is not valid Unicode text)"),
+    ("cat <<EOF", "parse-error", "(here-document delimited by 'EOF' is not terminated)"),
+    ("ls <<EOF && <<EOF2\nx\nEOF\ny\nEOF2", "structure:unmodelled", "the command uses a here-document whose line "
+     "goes on with quoting, a substitution or another here-document, a shell construct the policy does not model"),
+    ("", "parse-error", "the command is empty: there is nothing to run"),
+    ("# only a comment", "parse-error", "the command is empty: there is nothing to run"),
+    ("ls\u2028", "default:control-characters",
+     "the command contains the control or invisible character U+2028, which could hide what it really does"),
+    ("ls\u2029", "default:control-characters", "the command contains the control or invisible character U+2029"),
+    ("cat /var/run/docker.sock", "default:docker-socket",
+     "the command refers to a container-runtime socket, the classic sandbox escape"),
+    ("rm -rf / &", "default:destructive", "`rm -rf /`: `rm` on /"),  # a finding besides: the part is named
+])
+def test_a_refusal_names_the_line_column_and_shape_it_could_not_read(policy: CommandPolicy, command: str,
+                                                                     rule: str, reason: str) -> None:
+    result = policy.evaluate(command)
+    assert result.decision is DENY, result
+    assert result.rule == rule, result
+    assert (result.reason.startswith(reason) if reason.startswith(("the ", "`")) else reason in result.reason), \
+        result
+
+
+@pytest.mark.parametrize(("command", "rule", "reason"), [
+    ("ls && git status", "default:read-only, default:git-read",
+     "every part is allowed: `ls` only reads; `git status` only reads the repository"),
+    ("ls; ls -a", "default:read-only", "every part is allowed: `ls` only reads"),
+])
+def test_an_allowed_line_of_several_parts_names_each_reason_and_rule_once(policy: CommandPolicy, command: str,
+                                                                          rule: str, reason: str) -> None:
+    result = policy.evaluate(command)
+    assert result.decision is ALLOW, result
+    assert (result.rule, result.reason) == (rule, reason)
+
+
+def test_ambiguous_quoting_is_named(policy: CommandPolicy) -> None:
+    result = policy.evaluate('echo "a\\\nb"')
+    assert (result.decision, result.rule) == (ASK, "structure:ambiguous-quoting"), result
+
+
+@pytest.mark.parametrize("value", [b"ls", None, ["ls"]])
+def test_a_command_that_is_not_text_is_refused_as_unparsable(policy: CommandPolicy, value: object) -> None:
+    result = policy.evaluate(value)  # type: ignore[arg-type]
+    assert (result.decision, result.rule) == (DENY, "parse-error"), result
+    assert result.reason == f"the command is not text but {type(value).__name__}; only a shell command line can " \
+                            "be judged"
+
+
+def test_an_internal_error_is_a_logged_deny_naming_the_error(monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    policy = CommandPolicy.default()
+
+    def broken(command: str, depth: int) -> None:
+        raise RuntimeError("boom " + "x" * 400)
+
+    monkeypatch.setattr(policy._evaluator, "command", broken)
+    command = "ls " + "a" * 500
+    with caplog.at_level("ERROR", logger="runner.policy"):
+        result = policy.evaluate(command)
+    assert (result.decision, result.rule) == (DENY, "internal-error"), result
+    detail = ("RuntimeError: boom " + "x" * 400)[:200]
+    assert result.reason == f"internal error in the command policy ({detail}); the command is denied because the " \
+                            "policy fails closed"
+    # the log names the command, cut to 300 characters, and carries the traceback
+    [record] = [r for r in caplog.records if r.name == "runner.policy"]
+    assert record.getMessage() == f"command policy: internal error while judging {command[:300]!r}; the command " \
+                                  "is denied"
+    assert record.exc_info is not None
+
+
+@pytest.mark.parametrize(("count", "refused"), [(20, False), (21, True)])
+def test_at_most_twenty_here_documents_are_read(policy: CommandPolicy, count: int, refused: bool) -> None:
+    command = "".join(f"cat <<E{i}\nx\nE{i}\n" for i in range(count))
+    result = policy.evaluate(command)
+    if refused:
+        assert (result.decision, result.rule) == (DENY, "structure:unmodelled"), result
+        assert "more than 20 here-documents" in result.reason
+    else:
+        assert (result.decision, result.rule) == (ASK, "structure:heredoc"), result
+
+
+@pytest.mark.parametrize(("command", "expected", "rule"), [
+    ("ls\ncat <<EOF\nx\nEOF", ASK, "structure:heredoc"),  # the body starts after its own line, not the first
+    ("ls\nbash <<EOF\nrm -rf /\nEOF", DENY, "default:destructive"),
+    # with a quoted delimiter a trailing backslash is data: the body ends at the next EOF line, and what follows runs
+    ("cat <<'EOF'\nx\\\nEOF\nrm -rf /\nEOF", DENY, "default:destructive"),
+])
+def test_a_here_document_body_is_where_bash_reads_it(policy: CommandPolicy, command: str, expected: Decision,
+                                                     rule: str) -> None:
+    result = policy.evaluate(command)
+    assert (result.decision, result.rule) == (expected, rule), result

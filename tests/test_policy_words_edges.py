@@ -237,6 +237,7 @@ def test_a_substitution_in_the_pattern_of_a_parameter_expansion_is_judged(policy
     pytest.param("echo a\\\nb", id="an-argument"),
     pytest.param("ls $(r\\\nm -rf /)", id="inside-a-substitution"),
     pytest.param("cat <<EOF\nx\nEOF\nr\\\nm -rf /", id="after-a-here-document"),
+    pytest.param("echo 'a\\\nb'; r\\\nm -rf /", id="after-one-inside-quotes"),
 ])
 def test_a_backslash_newline_that_joins_two_words_is_refused(policy: CommandPolicy, command: str) -> None:
     # bash removes a backslash-newline before it splits words, so `r\<newline>m -rf /` runs `rm -rf /`; the grammar
@@ -244,6 +245,8 @@ def test_a_backslash_newline_that_joins_two_words_is_refused(policy: CommandPoli
     result = judge(policy, command)
     assert result.decision is DENY, result
     assert result.rule in ("structure:unmodelled", "default:destructive"), result
+    if result.rule == "structure:unmodelled":
+        assert "a backslash-newline that joins two words" in result.reason
 
 
 @pytest.mark.parametrize(("command", "expected"), [
@@ -253,6 +256,13 @@ def test_a_backslash_newline_that_joins_two_words_is_refused(policy: CommandPoli
     pytest.param("cat <<EOF\na\\\nb\nEOF", ASK, id="a-here-document-body-keeps-it"),
     pytest.param("# note\\\nls", ALLOW, id="a-comment-ends-at-the-newline"),
     pytest.param("echo a\\\\\nls", ALLOW, id="an-escaped-backslash-then-a-newline-separates-commands"),
+    pytest.param("\\\nls", ALLOW, id="before-the-first-word"),
+    pytest.param("\n\n\n\n\n\n\n\n\necho 'x\\\ny'", ALLOW, id="in-quotes-after-leading-blank-lines"),
+    pytest.param('echo "a\\\n"', ASK, id="at-the-end-of-a-double-quoted-string"),
+    pytest.param("ls \\\n-a", ASK, id="a-blank-on-one-side-is-enough"),
+    pytest.param("ls\\\n -a", ASK, id="a-blank-after-it"),
+    pytest.param("ls\t\\\n\t-a", ASK, id="tabs-around-it"),
+    pytest.param("ls\\\n\necho x", ALLOW, id="an-empty-line-after-it"),
 ])
 def test_a_backslash_newline_between_words_or_inside_quotes_is_read_as_bash_reads_it(
         policy: CommandPolicy, command: str, expected: Decision) -> None:

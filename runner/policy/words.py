@@ -201,11 +201,13 @@ def check_continuations(root: Node) -> None:
     reads the pair as a space between two words. One outside a token (a quoted string, a here-document body and a
     comment keep theirs) with a character other than a blank on each side joins two words the parser split:
     refused (Unmodelled) rather than judged as two words. Read from the parsed text, whose here-document bodies
-    are blanked (heredoc.py reads their continuations)."""
-    source, blanks = root.text or b"", (b"", b" ", b"\t", b"\n")
+    are blanked (heredoc.py reads their continuations); outside the root's span there are only blanks and
+    comments."""
+    source, base, blanks = root.text or b"", root.start_byte, (b"", b" ", b"\t", b"\n")
     for match in re.finditer(rb"(?<!\\)(?:\\\\)*\\\n", source):  # a backslash-newline, the backslash unescaped
-        at = match.end() - 2
-        around, backslash = root.descendant_for_byte_range(at, at + 2), root.descendant_for_byte_range(at, at + 1)
+        at = match.end() - 2  # in the root's text, which starts at its first token (`base` in the tree)
+        around = root.descendant_for_byte_range(base + at, base + at + 2)
+        backslash = root.descendant_for_byte_range(base + at, base + at + 1)
         if around is None or not around.children or (backslash is not None and backslash.type == "comment"):
             continue
         if source[at - 1: at] not in blanks and source[at + 2: at + 3] not in blanks:
