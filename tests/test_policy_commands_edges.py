@@ -426,19 +426,20 @@ def test_a_policy_file_rule_naming_a_program_by_its_path_applies_to_that_path() 
     "xargs --replace rm -rf /", "xargs --eof rm -rf /", "xargs --max-lines rm -rf /",
     "xargs --process-slot-var V rm -rf /", "xargs -0 rm -rf /",
 ])
-def test_every_option_of_a_wrapper_is_read_so_its_command_is_judged(policy: CommandPolicy, command: str) -> None:
+def test_every_option_of_a_wrapper_is_read_so_its_command_is_judged(command: str) -> None:
     # Each spelling the wrapper's manual lists (util-linux setsid/ionice, coreutils stdbuf, findutils xargs): an
     # option the policy did not know would make the wrapped `rm -rf /` "unknown", a question instead of DENY.
-    result = policy.evaluate(command)
+    # A policy of its own: the wrapper table is built with each policy.
+    result = CommandPolicy.default().evaluate(command)
     assert result.decision is DENY, result
     assert result.rule == "default:destructive", result
 
 
 @pytest.mark.parametrize("command", ["stdbuf -5 ls", "setsid -5 ls", "xargs -5 ls", "timeout -5 1 ls"])
-def test_only_nice_takes_a_bare_number_as_an_option(policy: CommandPolicy, command: str) -> None:
+def test_only_nice_takes_a_bare_number_as_an_option(command: str) -> None:
     # `nice -5 cmd` is nice's old spelling of `-n 5`; to any other wrapper `-5` is an option it does not have, and
     # what follows it cannot be known: a question about the options, never the command read past them.
-    result = policy.evaluate(command)
+    result = CommandPolicy.default().evaluate(command)
     assert result.decision is ASK, result
     assert result.reason == f"the options of `{command.split()[0]}` are not understood, so the command it runs " \
                             "is unknown", result

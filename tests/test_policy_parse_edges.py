@@ -679,6 +679,7 @@ def test_a_refused_shape_is_named_in_the_reason(policy: CommandPolicy, command: 
     ("cat <(rm -rf /)", DENY, "process substitution runs `rm -rf /`: "),
     ("bash <<EOF\nrm -rf /\nEOF", DENY, "`bash` reading a here-document runs `rm -rf /`: "),
     ("sh -s <<< 'rm -rf /'", DENY, "`sh` reading a here-document runs `rm -rf /`: "),
+    ("bash -c ls", ASK, "`bash -c` runs a nested shell command; nested shells are never allowed automatically"),
     ("echo $HOME", ASK,
      "uses shell expansion ($VAR, $(…), backticks) whose result cannot be known in advance"),
     ("frobnicate --x", ASK,
