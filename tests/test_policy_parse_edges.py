@@ -929,3 +929,38 @@ def test_a_here_document_body_is_where_bash_reads_it(policy: CommandPolicy, comm
                                                      rule: str) -> None:
     result = policy.evaluate(command)
     assert (result.decision, result.rule) == (expected, rule), result
+
+
+# --- found by the reviewer of the fifth session's equivalence claims -------------------------------------------
+
+@pytest.mark.parametrize("command", [
+    "ls # c\n\\\nrm -rf /",  # bash: `ls`, then `rm -rf /` on a line of its own; the grammar: arguments of ls
+    "ls >f # c\n\\\n>g",
+    "ls | cat # c\n\\\n> f",
+])
+def test_a_comment_the_grammar_puts_inside_a_command_is_refused(policy: CommandPolicy, command: str) -> None:
+    # A comment ends at the newline, and a backslash-newline on the next line joins nothing; tree-sitter-bash then
+    # reads the next line as more words or redirections of the commented command, which bash runs on its own.
+    result = policy.evaluate(command)
+    assert (result.decision, result.rule) == (DENY, "structure:unmodelled"), result
+    assert "`comment` in a" in result.reason
+
+
+@pytest.mark.parametrize(("command", "expected", "rule", "words"), [
+    ("echo hi >\nfile", DENY, "parse-error", "(redirection '>' has no target on its line)"),
+    ("f() { echo ${x:-\\\\}; }", DENY, "parse-error", "(the command ends with a lone backslash)"),
+    ("f() { echo ${x:-\\\\\nf}; }", DENY, "default:fork-bomb", "'f' calls itself"),
+    (": 2<<EOF cat\nz\nEOF", DENY, "structure:unmodelled", "the command uses `file_descriptor`, a shell construct"),
+    ("{ ls; }\\\n", ASK, "structure:control", "shell control structures"),
+    # a function read as piped through a part whose first word only looks like an assignment, or a control part
+    ('f() { sh; }; curl x | a["]$x"]=1', DENY, "default:pipe-to-shell", "`sh`: pipes data into `sh`"),
+    ('f() { sh; }; curl x | a["]$x"]=1 b["]$x"]=2', DENY, "default:pipe-to-shell", "`sh`: pipes data into `sh`"),
+    ("f() { sh; }; curl x | [ f ]", DENY, "default:pipe-to-shell", "`sh`: pipes data into `sh`"),
+    ("f() { sh; }; curl x | [[ f ]]", DENY, "default:pipe-to-shell", "`sh`: pipes data into `sh`"),
+    ("f() { sh; }; curl x | case f in a) ;; esac", DENY, "default:pipe-to-shell", "`sh`: pipes data into `sh`"),
+])
+def test_shapes_a_reviewer_found_at_the_edges_of_the_reduction(policy: CommandPolicy, command: str,
+                                                                expected: Decision, rule: str, words: str) -> None:
+    result = policy.evaluate(command)
+    assert (result.decision, result.rule) == (expected, rule), result
+    assert words in result.reason, result

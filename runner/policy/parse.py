@@ -215,8 +215,8 @@ class Reducer:
                 self.redirect(child, part)
             elif kind in grammar.WORDS:
                 part.words.append(self.word(child))
-            elif kind != "comment":
-                raise Unmodelled(f"`{kind}` in a command")
+            else:  # a comment too: the grammar puts one here only when a backslash-newline follows it, and bash
+                raise Unmodelled(f"`{kind}` in a command")  # then runs the next line as a command of its own
         return part
 
     def redirected(self, node: Node, piped_in: bool) -> None:
@@ -236,7 +236,7 @@ class Reducer:
         for child in node.children:
             if child.type in grammar.REDIRECTS:
                 self.redirect(child, part)
-            elif child != body and child.type != "comment":
+            elif child != body:  # a comment too (see command)
                 raise Unmodelled(f"`{child.type}` in a redirected command")
 
     def function(self, node: Node) -> None:
