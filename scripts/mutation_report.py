@@ -255,8 +255,8 @@ def render(snapshot: Path, equivalents_path: Path, earlier: Path | None = None, 
     if (snapshot / ".updated-from").exists():  # scripts/mutation --update
         old_rev, old_seconds, globs = (snapshot / ".updated-from").read_text().split()
         run = (f"{globs} names or globs (the functions changed since `{old_rev}`, and the mutants no run had "
-               f"checked) run at `{rev}` in {seconds} s (? when stopped), the rest as measured over `{old_rev}` "
-               f"in {old_seconds} s")
+               f"checked) run at `{rev}` in {seconds} s; the rest kept from earlier runs (the last over `{old_rev}`, "
+               f"{old_seconds} s)")
     text = [
         f"Run of {datetime.date.today().isoformat()} over `{rev}` on {machine()}; {run} "
         f"(niced, shared machine). {out_of_scope} mutants of Docker-only code in base.py/runtime.py are out of "
