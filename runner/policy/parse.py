@@ -227,8 +227,8 @@ class Reducer:
         else:
             if body is not None:
                 self.statement(body, piped_in)
-            stages = [child for child in body.named_children if child.type != "comment"] if body is not None else []
-            if body is not None and body.type == "pipeline" and stages and stages[-1].type in grammar.COMMANDS:
+            last = body.named_children[-1] if body is not None and body.type == "pipeline" else None
+            if last is not None and last.type in grammar.COMMANDS:
                 part = self.parts[-1]  # `a | b < f`: the grammar hangs `< f` on the pipeline; bash gives it to b
             else:
                 part = Part(piped_in=piped_in)  # `(…) > out`: the redirections are judged on their own
